@@ -1,0 +1,42 @@
+# One command each: `make demo` and `make test` create the environment on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.gankit-installed
+DEMO_OUT ?= runs/demo
+
+.PHONY: help install test lint pytest docs demo bench clean
+
+help:
+	@echo "make demo   - set up, then train dcgan_task1 on the built-in toy-faces and write a grid"
+	@echo "make test   - set up, then lint, run the test suite and build the docs"
+	@echo "make docs   - build the Sphinx HTML docs (warnings are errors)"
+	@echo "make bench  - training-throughput benchmark (baseline vs faithful vs fast)"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev,docs]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples benchmarks
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test: lint pytest docs
+
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -b html -W --keep-going -q docs docs/_build/html
+
+demo: $(STAMP)
+	$(BIN)/gankit train dcgan_task1 --data toy-faces --max-steps 300 --out $(DEMO_OUT) --seed 0
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_train.py --out benchmarks/results.json
+
+clean:
+	rm -rf docs/_build .pytest_cache .ruff_cache runs

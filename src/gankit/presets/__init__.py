@@ -1,0 +1,32 @@
+"""Registered presets: named recipes that build a generator, a discriminator and settings.
+
+Example:
+    >>> from gankit.presets import dcgan_task1, get_preset, list_presets
+    >>> list_presets()
+    ['dcgan_task1', 'wgan_task2']
+    >>> recipe = get_preset("dcgan_task1", batch_size=128)
+"""
+
+from ._registry import (
+    Recipe,
+    RecipeSettings,
+    get_preset,
+    list_presets,
+    make_settings,
+    preset_description,
+    register_preset,
+)
+from .report import dcgan_task1, report_wgan_generator, wgan_task2
+
+__all__ = [
+    "Recipe",
+    "RecipeSettings",
+    "get_preset",
+    "list_presets",
+    "make_settings",
+    "preset_description",
+    "register_preset",
+    "dcgan_task1",
+    "wgan_task2",
+    "report_wgan_generator",
+]

@@ -1,0 +1,334 @@
+"""The preset registry: named builder functions that return a :class:`Recipe`.
+
+A preset is a plain function ``builder(**overrides) -> Recipe`` decorated with
+:func:`register_preset`. :func:`get_preset` looks one up by name and passes overrides
+through (``None`` values are dropped, so unset command-line options never replace a
+preset's own values).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+from torch import nn
+
+from ..errors import ConfigError
+
+__all__ = [
+    "RecipeSettings",
+    "Recipe",
+    "register_preset",
+    "get_preset",
+    "list_presets",
+    "preset_description",
+]
+
+
+@dataclass(frozen=True)
+class RecipeSettings:
+    """Every setting of a recipe except the networks themselves.
+
+    Args:
+        z_dim: latent size; latents are ``torch.randn(batch, z_dim)``.
+        image_size: side of the square images.
+        channels: image channels.
+        base_channels: width of the networks (channels next to the image).
+        batch_size: real images per step.
+        epochs: passes over the data.
+        loss: adversarial loss name (see :func:`gankit.losses.list_losses`).
+        g_optimizer: optimizer preset of the generator (see :func:`gankit.optim.list_optimizers`).
+        d_optimizer: optimizer preset of the discriminator.
+        g_lr: learning rate replacing the generator preset's, or None.
+        d_lr: learning rate replacing the discriminator preset's, or None.
+        clip_value: clamp every discriminator parameter to ``[-c, c]`` after each
+            discriminator step (weight-clipped WGAN), or None.
+        n_critic: discriminator steps per generator step; the generator steps after real
+            batch ``i`` of an epoch when ``(i + 1) % n_critic == 0``.
+        gp_weight: weight of the WGAN-GP gradient penalty (0: none).
+        r1_gamma: weight of the R1 penalty on real images (0: none).
+        spectral_norm: wrap the discriminator's conv and linear layers in spectral norm.
+        sample_grid: side of the fixed-latent sample grid (10: a 10x10 grid of 100 images).
+        checkpoint_every: save a checkpoint every this many epochs (0: only at the end).
+    """
+
+    z_dim: int = 100
+    image_size: int = 64
+    channels: int = 3
+    base_channels: int = 64
+    batch_size: int = 64
+    epochs: int = 51
+    loss: str = "bce"
+    g_optimizer: str = "adam_dcgan"
+    d_optimizer: str = "adam_dcgan"
+    g_lr: float | None = None
+    d_lr: float | None = None
+    clip_value: float | None = None
+    n_critic: int = 1
+    gp_weight: float = 0.0
+    r1_gamma: float = 0.0
+    spectral_norm: bool = False
+    sample_grid: int = 10
+    checkpoint_every: int = 5
+
+    def __post_init__(self) -> None:
+        for name in ("z_dim", "image_size", "channels", "base_channels", "batch_size", "n_critic", "sample_grid"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}.")
+        for name in ("epochs", "checkpoint_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"{name} must be a non-negative integer, got {v!r}.")
+        if self.clip_value is not None and not self.clip_value > 0:
+            raise ConfigError(f"clip_value must be > 0 or None, got {self.clip_value!r}.")
+        for name in ("g_lr", "d_lr"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise ConfigError(f"{name} must be > 0 or None, got {v!r}.")
+        for name in ("gp_weight", "r1_gamma"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}.")
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """Names of every setting, in declaration order."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def parse_value(cls, key: str, text: str) -> Any:
+        """Convert a command-line string to the type of setting ``key``.
+
+        Args:
+            key: a setting name.
+            text: its value as text (``"none"`` gives None where None is allowed).
+
+        Returns:
+            The typed value.
+
+        Raises:
+            ConfigError: for an unknown key or a value of the wrong type.
+
+        Example:
+            >>> RecipeSettings.parse_value("batch_size", "32")
+            32
+        """
+        hints = typing.get_type_hints(cls)
+        if key not in hints:
+            raise _unknown_key(key, cls.field_names())
+        hint = hints[key]
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        if text.strip().lower() in ("none", "null") and type(None) in args:
+            return None
+        for typ in (a for a in args if a is not type(None)):
+            try:
+                if typ is bool:
+                    low = text.strip().lower()
+                    if low in ("1", "true", "yes", "on"):
+                        return True
+                    if low in ("0", "false", "no", "off"):
+                        return False
+                    raise ValueError(text)
+                return typ(text)
+            except ValueError:
+                continue
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in args)
+        raise ConfigError(f"setting {key} expects {names}, got {text!r}.")
+
+
+def _unknown_key(key: str, valid: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, valid, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return ConfigError(f"unknown setting {key!r}; valid settings: {', '.join(valid)}.{hint}")
+
+
+@dataclass
+class Recipe:
+    """A built preset: the two networks and every training setting.
+
+    Settings are reachable directly (``recipe.batch_size``) or as ``recipe.settings``.
+
+    Args:
+        name: the preset's name.
+        generator: the built generator.
+        discriminator: the built discriminator (critic).
+        settings: every other setting (:class:`RecipeSettings`).
+        overrides: the overrides the preset was built with (to rebuild it exactly).
+        description: one line saying what the recipe is.
+
+    Example:
+        >>> from gankit.presets import dcgan_task1
+        >>> recipe = dcgan_task1()
+        >>> recipe.batch_size, recipe.loss
+        (64, 'bce')
+    """
+
+    name: str
+    generator: nn.Module
+    discriminator: nn.Module
+    settings: RecipeSettings
+    overrides: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def __getattr__(self, item: str) -> Any:
+        # Only reached for names that are not fields: expose the settings flat.
+        settings = self.__dict__.get("settings")
+        if settings is not None and item in RecipeSettings.field_names():
+            return getattr(settings, item)
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {item!r}")
+
+    def build_optimizers(self):
+        """Build ``(opt_g, opt_d)`` from the recipe's optimizer presets and learning rates.
+
+        Returns:
+            A pair of :class:`torch.optim.Optimizer` over the generator's and the
+            discriminator's parameters.
+        """
+        from ..optim import build_optimizer
+
+        s = self.settings
+        g_kw = {} if s.g_lr is None else {"lr": s.g_lr}
+        d_kw = {} if s.d_lr is None else {"lr": s.d_lr}
+        return (
+            build_optimizer(s.g_optimizer, self.generator.parameters(), **g_kw),
+            build_optimizer(s.d_optimizer, self.discriminator.parameters(), **d_kw),
+        )
+
+    def summary_lines(self) -> list[str]:
+        """Every setting as ``key: value`` lines (for ``gankit summary`` and logs)."""
+        return [f"{k}: {v}" for k, v in dataclasses.asdict(self.settings).items()]
+
+
+Builder = Callable[..., Recipe]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    builder: Builder
+    description: str
+
+
+_PRESETS: dict[str, _Entry] = {}
+
+
+@overload
+def register_preset(fn: Builder) -> Builder: ...
+@overload
+def register_preset(*, name: str | None = None, description: str | None = None) -> Callable[[Builder], Builder]: ...
+
+
+def register_preset(fn=None, *, name=None, description=None):
+    """Register a preset builder under its function name (or ``name``).
+
+    Usable bare (``@register_preset``) or with arguments
+    (``@register_preset(name="x", description="...")``). The description defaults to the
+    first line of the builder's docstring.
+
+    Args:
+        fn: the builder, ``fn(**overrides) -> Recipe``.
+        name: registry name; defaults to ``fn.__name__``.
+        description: one line shown by ``gankit presets``.
+
+    Returns:
+        The builder, unchanged (so it stays importable and callable).
+
+    Raises:
+        ConfigError: if a preset of that name is already registered.
+
+    Example:
+        >>> @register_preset(name="my_gan_doc_example")
+        ... def my_gan(**overrides):
+        ...     '''My GAN.'''
+        ...     return dcgan_task1(**overrides)
+    """
+
+    def deco(builder: Builder) -> Builder:
+        key = name or builder.__name__
+        if key in _PRESETS:
+            raise ConfigError(f"a preset named {key!r} is already registered; choose another name.")
+        doc = (builder.__doc__ or "").strip().splitlines()
+        _PRESETS[key] = _Entry(key, builder, description or (doc[0] if doc else ""))
+        return builder
+
+    return deco if fn is None else deco(fn)
+
+
+def _lookup(name: str) -> _Entry:
+    if name not in _PRESETS:
+        close = difflib.get_close_matches(name, list(_PRESETS), n=3, cutoff=0.4)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(
+            f"unknown preset {name!r}.{hint} Available: {', '.join(sorted(_PRESETS))}."
+        )
+    return _PRESETS[name]
+
+
+def get_preset(name: str, **overrides: Any) -> Recipe:
+    """Build a registered preset, with settings overridden.
+
+    Args:
+        name: the preset's registry name (see :func:`list_presets`).
+        **overrides: settings to change (see :class:`RecipeSettings`); None values are
+            ignored, so they keep the preset's own value.
+
+    Returns:
+        The built :class:`Recipe`.
+
+    Raises:
+        ConfigError: for an unknown name (listing close matches) or an invalid override.
+
+    Example:
+        >>> recipe = get_preset("wgan_task2", epochs=5)
+        >>> recipe.epochs, recipe.batch_size
+        (5, 32)
+    """
+    return _lookup(name).builder(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def list_presets(pattern: str | None = None) -> list[str]:
+    """Sorted names of the registered presets, optionally filtered by a shell-style pattern.
+
+    Args:
+        pattern: e.g. ``"*task*"``; None lists all.
+
+    Returns:
+        The matching names.
+
+    Example:
+        >>> list_presets("dcgan*")
+        ['dcgan_task1']
+    """
+    names = sorted(_PRESETS)
+    return names if pattern is None else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+
+
+def preset_description(name: str) -> str:
+    """The one-line description of a registered preset."""
+    return _lookup(name).description
+
+
+def make_settings(defaults: dict[str, Any], overrides: dict[str, Any]) -> RecipeSettings:
+    """Merge a preset's defaults with user overrides into validated settings.
+
+    Args:
+        defaults: the preset's own values (only what differs from :class:`RecipeSettings`).
+        overrides: the user's values.
+
+    Returns:
+        The validated :class:`RecipeSettings`.
+
+    Raises:
+        ConfigError: for an unknown key or an invalid value.
+    """
+    valid = RecipeSettings.field_names()
+    for key in overrides:
+        if key not in valid:
+            raise _unknown_key(key, valid)
+    return RecipeSettings(**{**defaults, **overrides})

@@ -1,0 +1,157 @@
+"""The two GANs of the course report (``SPEC.md``), as registered presets.
+
+* :func:`dcgan_task1` -- the ML2020 HW11 baseline DCGAN: BCE on sigmoid outputs,
+  Adam(1e-4, betas=(0.5, 0.999)) for both networks, batch 64, 51 epochs.
+* :func:`wgan_task2` -- the weight-clipped WGAN after "wgan-pytorch": an LSGAN-style
+  generator shrunk to 64x64, the task-one discriminator with dropout and a linear
+  head as critic, SGD(1e-4), batch 32, 51 epochs, clip 0.01, n_critic 5.
+
+Both build the generator first, then the discriminator, as the original code does, so
+that under the same ``torch.manual_seed`` the initial weights are bitwise those of
+the original.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ..blocks import LatentProjection, OutputConv, upsampling_stack
+from ..errors import ConfigError
+from ..models import Discriminator, Generator, dcgan_discriminator, dcgan_generator
+from ._registry import Recipe, RecipeSettings, make_settings, register_preset
+
+__all__ = ["dcgan_task1", "wgan_task2", "report_wgan_generator"]
+
+
+def _finish(
+    name: str, g: Generator, d: Discriminator, s: RecipeSettings, overrides: dict[str, Any], doc: str
+) -> Recipe:
+    if s.spectral_norm:
+        from ..constraints import spectral_norm_
+
+        spectral_norm_(d)
+    return Recipe(name, g, d, s, dict(overrides), doc)
+
+
+@register_preset
+def dcgan_task1(**overrides: Any) -> Recipe:
+    """Task one: the ML2020 HW11 baseline DCGAN (BCE, Adam 1e-4 / (0.5, 0.999), batch 64, 51 epochs).
+
+    Generator 5,142,083 and discriminator 4,316,545 parameters at the defaults; DCGAN
+    normal initialisation of both (the Linear keeps PyTorch's default).
+
+    Args:
+        **overrides: any :class:`~gankit.presets.RecipeSettings` field, e.g.
+            ``batch_size=128`` or ``epochs=5``.
+
+    Returns:
+        The :class:`~gankit.presets.Recipe`.
+
+    Example:
+        >>> import torch
+        >>> from gankit.presets import dcgan_task1
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> recipe = dcgan_task1()
+        >>> recipe.generator(torch.randn(2, 100)).shape
+        torch.Size([2, 3, 64, 64])
+    """
+    s = make_settings(
+        dict(batch_size=64, epochs=51, loss="bce", g_optimizer="adam_dcgan", d_optimizer="adam_dcgan"),
+        overrides,
+    )
+    g = dcgan_generator(
+        z_dim=s.z_dim, image_size=s.image_size, channels=s.channels, base_channels=s.base_channels
+    )
+    d = dcgan_discriminator(
+        image_size=s.image_size,
+        channels=s.channels,
+        base_channels=s.base_channels,
+        sigmoid=True,
+        head="conv",
+    )
+    return _finish("dcgan_task1", g, d, s, overrides, dcgan_task1.__doc__.splitlines()[0])
+
+
+def report_wgan_generator(*, z_dim: int = 100, channels: int = 3, base_channels: int = 64) -> Generator:
+    """Task two's generator: the LSGAN layout shrunk to 64x64 (3,380,227 parameters).
+
+    ``Linear(z, 4b·5·5)`` with bias, reshape to (4b, 5, 5), ``BatchNorm2d``, ``ReLU``;
+    six 3x3 transposed convolutions with bias, each followed by ``BatchNorm2d`` and
+    ``ReLU`` (5 -> 9 -> 9 -> 17 -> 17 -> 33 -> 64; channels 4b, 4b, 4b, 4b, 2b, b); a last
+    3x3 transposed convolution to ``channels`` and ``Tanh``. PyTorch's default init.
+
+    Args:
+        z_dim: latent size.
+        channels: output image channels.
+        base_channels: ``b`` above (64 in the report, so 256 channels inside).
+
+    Returns:
+        A :class:`~gankit.models.Generator` producing 64x64 images.
+    """
+    b = base_channels
+    return Generator(
+        LatentProjection(
+            z_dim, 4 * b, 5, bias=True, norm_layer=nn.BatchNorm2d, norm_position="after_reshape"
+        ),
+        upsampling_stack(
+            [4 * b, 4 * b, 4 * b, 4 * b, 4 * b, 2 * b, b],
+            kernel_size=3,
+            stride=[2, 1, 2, 1, 2, 2],
+            padding=[1, 1, 1, 1, 1, 2],
+            output_padding=[0, 0, 0, 0, 0, 1],
+            bias=True,
+            norm_layer=nn.BatchNorm2d,
+            act_layer=nn.ReLU,
+            output=OutputConv(channels, 3, 1, 1, 0, bias=True, act_layer="tanh"),
+            input_size=5,
+        ),
+        init=None,
+    )
+
+
+@register_preset
+def wgan_task2(**overrides: Any) -> Recipe:
+    """Task two: weight-clipped WGAN (SGD 1e-4, clip 0.01, n_critic 5, batch 32, 51 epochs).
+
+    Generator 3,380,227 parameters (PyTorch default init); critic 4,316,545 parameters:
+    the task-one discriminator with ``Dropout2d(0.25)`` after each BatchNorm block and a
+    flatten + ``Linear(8192, 1)`` head without sigmoid (DCGAN init). The report leaves
+    the clip value and critic schedule open; these are the WGAN paper's defaults.
+
+    Args:
+        **overrides: any :class:`~gankit.presets.RecipeSettings` field, e.g.
+            ``clip_value=0.02`` or ``n_critic=1``. ``image_size`` must stay 64.
+
+    Returns:
+        The :class:`~gankit.presets.Recipe`.
+    """
+    s = make_settings(
+        dict(
+            batch_size=32,
+            epochs=51,
+            loss="wasserstein",
+            g_optimizer="sgd_wgan_report",
+            d_optimizer="sgd_wgan_report",
+            clip_value=0.01,
+            n_critic=5,
+        ),
+        overrides,
+    )
+    if s.image_size != 64:
+        raise ConfigError(
+            f"wgan_task2's generator is fixed to 64x64 images (got image_size={s.image_size}); "
+            "use dcgan_task1 or compose your own generator for other sizes."
+        )
+    g = report_wgan_generator(z_dim=s.z_dim, channels=s.channels, base_channels=s.base_channels)
+    d = dcgan_discriminator(
+        image_size=64,
+        channels=s.channels,
+        base_channels=s.base_channels,
+        dropout=0.25,
+        head="linear",
+        sigmoid=False,
+    )
+    return _finish("wgan_task2", g, d, s, overrides, wgan_task2.__doc__.splitlines()[0])

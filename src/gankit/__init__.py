@@ -5,7 +5,9 @@ The public API, re-exported here:
 * building blocks: :mod:`gankit.blocks`, :mod:`gankit.models`, :mod:`gankit.init`;
 * registered presets: :func:`get_preset`, :func:`list_presets`, :func:`register_preset`
   (and ``from gankit.presets import dcgan_task1, wgan_task2``);
-* layer tables: :func:`summary`.
+* layer tables: :func:`summary`;
+* training: :class:`Trainer`, :func:`load_generator`; losses, constraints and optimizer
+  presets live in :mod:`gankit.losses`, :mod:`gankit.constraints`, :mod:`gankit.optim`.
 
 Example:
     >>> import torch, gankit
@@ -21,6 +23,7 @@ from .errors import CheckpointError, ConfigError, DataError, GankitError, Traini
 from .models import Discriminator, Generator
 from .presets import Recipe, RecipeSettings, get_preset, list_presets, register_preset
 from .summary import layer_table, summary
+from .train import Trainer, export_generator, load_checkpoint, load_generator
 
 __all__ = [
     "__version__",
@@ -38,4 +41,8 @@ __all__ = [
     "register_preset",
     "layer_table",
     "summary",
+    "Trainer",
+    "export_generator",
+    "load_generator",
+    "load_checkpoint",
 ]

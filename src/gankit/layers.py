@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from functools import partial
-from typing import Union
 
 from torch import nn
 
@@ -19,7 +18,7 @@ from .errors import ConfigError
 __all__ = ["LayerSpec", "get_act_layer", "get_norm_layer", "make_act", "make_norm"]
 
 #: A layer given as a module class, a factory (e.g. ``functools.partial``), a short name, or None.
-LayerSpec = Union[type[nn.Module], Callable[..., nn.Module], str, None]
+LayerSpec = type[nn.Module] | Callable[..., nn.Module] | str | None
 
 _ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
     "relu": nn.ReLU,

@@ -7,8 +7,10 @@ status; tracebacks are kept for bugs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import GankitError
 
@@ -17,6 +19,20 @@ __all__ = ["main", "build_parser"]
 EPILOG = """examples:
   gankit presets
   gankit summary dcgan_task1
+  gankit train dcgan_task1 --data toy-faces --max-steps 300 --out runs/demo
+  gankit train wgan_task2 --data path/to/faces --epochs 5 --set clip_value=0.02
+  gankit train dcgan_task1 --data toy-faces --resume runs/demo/checkpoints/last.pt --max-steps 600
+  gankit sample runs/demo/checkpoints/last.pt --n 64 --out grid.png --seed 1
+  gankit export runs/demo/checkpoints/last.pt --out generator.safetensors
+"""
+
+TRAIN_EPILOG = """examples:
+  gankit train dcgan_task1                                   # the report's settings on toy-faces
+  gankit train dcgan_task1 --data faces/ --epochs 51 --out runs/task1
+  gankit train wgan_task2 --data cifar10 --set image_size=64 --batch-size 64
+  gankit train dcgan_task1 --precision bf16 --channels-last  # fast mode (other numerics)
+  gankit train dcgan_task1 --resume runs/task1/checkpoints/last.pt
+  torchrun --standalone --nproc_per_node=4 -m gankit train dcgan_task1 --data faces/
 """
 
 
@@ -43,6 +59,114 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     print("\nSettings")
     for line in recipe.summary_lines():
         print(f"  {line}")
+    return 0
+
+
+def _say(*args) -> None:
+    """Print on the main process only (rank 0 under torchrun)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(*args)
+
+
+def _prepare_out(out: Path, *, resuming: bool, overwrite: bool) -> None:
+    """Refuse to mix a new run into a folder that holds another run's files."""
+    from .errors import ConfigError
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder.")
+    existing = [p for p in (out / "metrics.jsonl", out / "checkpoints" / "last.pt") if p.exists()]
+    if existing and not resuming:
+        if not overwrite:
+            raise ConfigError(
+                f"{out} already holds a run ({existing[0].name}); resume it with --resume "
+                f"{out / 'checkpoints' / 'last.pt'}, choose another --out, or pass --overwrite."
+            )
+        if os.environ.get("RANK", "0") == "0":
+            (out / "metrics.jsonl").unlink(missing_ok=True)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import load_images
+    from .presets import get_preset
+    from .train import Trainer
+
+    overrides = _parse_sets(args.set)
+    overrides.update({k: v for k, v in (("batch_size", args.batch_size), ("epochs", args.epochs)) if v is not None})
+    out = Path(args.out or f"runs/{args.preset}")
+    _prepare_out(out, resuming=args.resume is not None, overwrite=args.overwrite)
+    torch.manual_seed(args.seed)
+    recipe = get_preset(args.preset, **overrides)
+    options = dict(
+        device=args.device,
+        out_dir=out,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        latents=args.latents,
+        data_seed=args.seed,
+        progress=not args.no_progress,
+    )
+    if args.sync_batchnorm:
+        options["sync_batchnorm"] = True
+    trainer = Trainer(recipe, **options)
+    if args.resume:
+        trainer.resume(args.resume)
+        _say(f"resumed {args.resume} at epoch {trainer.epoch}, step {trainer.step}")
+    data = load_images(
+        args.data,
+        image_size=recipe.image_size,
+        channels=recipe.channels,
+        recursive=args.recursive,
+        center_crop=args.center_crop,
+        num_images=args.num_images,
+        download=args.download,
+        progress=not args.no_progress,
+    )
+    _say(f"training {recipe.name} on {args.data} ({len(data)} images) on {trainer.device}; "
+         f"batch {recipe.batch_size}, {recipe.epochs} epochs" + (f", at most {args.max_steps} steps" if args.max_steps else ""))
+    try:
+        trainer.fit(data, max_steps=args.max_steps)
+    except KeyboardInterrupt as stop:
+        print(f"gankit: {stop or 'interrupted'}", file=sys.stderr)
+        return 130
+    _say(f"done: {trainer.step} steps, {trainer.epoch} epochs, {trainer.g_steps} generator steps")
+    for name, path in trainer.artifacts.items():
+        _say(f"  {name.replace('_', ' ')}: {path}")
+    _say(f"  metrics log: {out / 'metrics.jsonl'}")
+    _say(f"  checkpoint: {out / 'checkpoints' / 'last.pt'}")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from .errors import ConfigError
+    from .train import load_generator, resolve_device
+    from .train.outputs import save_grid
+
+    if args.n < 1:
+        raise ConfigError(f"--n must be >= 1, got {args.n}.")
+    device = resolve_device(args.device)
+    g = load_generator(args.checkpoint, device=device)
+    gen = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
+    z = torch.randn(args.n, g.z_dim, generator=gen)
+    with torch.no_grad():
+        images = torch.cat([g(c.to(device)).float().cpu() for c in z.split(256)])
+    nrow = args.nrow or max(1, round(args.n**0.5))
+    path = save_grid(((images + 1) / 2).clamp(0, 1), args.out, nrow)
+    print(f"wrote {args.n} samples to {path}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .train import export_generator
+    from .train.export import generator_from_checkpoint
+
+    generator, recipe, ckpt = generator_from_checkpoint(args.checkpoint)
+    path = export_generator(generator, recipe, args.out)
+    print(f"wrote the generator of {recipe.name} (step {ckpt['step']}) to {path}")
     return 0
 
 
@@ -90,6 +214,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("preset", help="a registered preset name (see 'gankit presets')")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting")
     p.set_defaults(func=_cmd_summary)
+
+    p = sub.add_parser(
+        "train",
+        help="train a preset",
+        description="Train a preset. Unset options keep the preset's values.",
+        epilog=TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("preset", help="a registered preset name (see 'gankit presets')")
+    p.add_argument("--data", default="toy-faces",
+                   help="image folder, 'toy-faces' (built in, default), or a dataset name: cifar10, mnist, celeba, lsun:CATEGORY, imagefolder:PATH")
+    p.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
+    p.add_argument("--batch-size", type=int, help="batch size (default: the preset's)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--out", help="output folder (default: runs/PRESET)")
+    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint of this preset")
+    p.add_argument("--overwrite", action="store_true", help="start a new run in an --out that holds one")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, latents and shuffling (default 0)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="fp32 is faithful (default); bf16/fp16 autocast is faster with other numerics")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format (fast mode)")
+    p.add_argument("--compile", action="store_true", help="torch.compile G and D (fast mode)")
+    p.add_argument("--latents", choices=["cpu", "device"], default="cpu",
+                   help="draw latents on the CPU generator (faithful, default) or on the device")
+    p.add_argument("--sync-batchnorm", action="store_true", help="synchronise BatchNorm across ranks (torchrun)")
+    p.add_argument("--recursive", action="store_true", help="also read images in subfolders")
+    p.add_argument("--center-crop", action="store_true", help="keep aspect ratio: resize, then center-crop")
+    p.add_argument("--num-images", type=int, help="use at most this many images")
+    p.add_argument("--download", action="store_true", help="let torchvision download a standard dataset")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("sample", help="write a grid of samples from a checkpoint or export",
+                       epilog="example:\n  gankit sample runs/demo/checkpoints/last.pt --n 64 --out grid.png --seed 1",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="a checkpoint (.pt) or a generator export (.safetensors)")
+    p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
+    p.add_argument("--out", default="samples.png", help="PNG file to write (default samples.png)")
+    p.add_argument("--seed", type=int, help="seed of the latents (default: random)")
+    p.add_argument("--nrow", type=int, help="images per row (default: square-ish)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("export", help="export a checkpoint's generator to .safetensors",
+                       epilog="example:\n  gankit export runs/demo/checkpoints/last.pt --out generator.safetensors",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="a training checkpoint (.pt)")
+    p.add_argument("--out", default="generator.safetensors", help="file to write")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 
@@ -115,3 +290,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gankit: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # e.g. an output folder that cannot be written
+        print(f"gankit: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2

@@ -15,7 +15,7 @@ from ..errors import CheckpointError, ConfigError
 from ..presets import Recipe, get_preset
 from .checkpoint import atomic_write_bytes
 
-__all__ = ["export_generator", "load_generator"]
+__all__ = ["export_generator", "load_generator", "generator_from_checkpoint"]
 
 FORMAT = "gankit-generator"
 
@@ -42,8 +42,38 @@ def export_generator(generator: torch.nn.Module, recipe: Recipe, path: str | os.
     return atomic_write_bytes(path, lambda f: f.write(save(tensors, metadata=meta)))
 
 
+def generator_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """Rebuild the generator stored in a training checkpoint.
+
+    Args:
+        path: a checkpoint written by :meth:`gankit.Trainer.save`.
+        device: where to put the generator.
+
+    Returns:
+        ``(generator, recipe, checkpoint)``: the generator in eval mode, the rebuilt recipe
+        and the checkpoint dictionary. torch's global RNG is left as it was.
+
+    Raises:
+        CheckpointError: for a missing, truncated or foreign file.
+    """
+    from .checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            recipe = get_preset(ckpt["preset"], **ckpt.get("overrides", {}))
+        recipe.generator.load_state_dict(ckpt["generator"])
+    except (ConfigError, RuntimeError, KeyError) as err:
+        raise CheckpointError(f"{path} does not fit its preset {ckpt.get('preset')!r}: {str(err)[:120]}") from None
+    return recipe.generator.to(device).eval(), recipe, ckpt
+
+
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Rebuild a generator from a file written by :func:`export_generator`, in eval mode.
+    """Rebuild a generator, in eval mode, from an export or a training checkpoint.
+
+    ``.safetensors`` files are read as written by :func:`export_generator`; any other
+    file is read as a training checkpoint (``weights_only``, see
+    :func:`~gankit.train.load_checkpoint`) and only its generator is kept.
 
     torch's global RNG is left as it was (building the network draws default weights
     that are then replaced).
@@ -64,6 +94,8 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"generator file {p} does not exist; check the path.")
+    if p.suffix != ".safetensors":
+        return generator_from_checkpoint(p, device)[0]
     try:
         from safetensors import safe_open
 

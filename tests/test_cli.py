@@ -1,0 +1,142 @@
+"""The gankit command: every subcommand, and every user error as one line with exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from gankit.cli import main
+
+TINY = ["--set", "image_size=32", "--set", "base_channels=4", "--set", "z_dim=8", "--batch-size", "4",
+        "--num-images", "16", "--device", "cpu", "--no-progress"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str) -> str:
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("gankit: error: ")
+    return lines[0]
+
+
+def test_presets_lists_with_descriptions(capsys):
+    code, out, _ = run(capsys, "presets")
+    assert code == 0
+    assert "dcgan_task1" in out and "wgan_task2" in out and "ML2020" in out
+    code, out, _ = run(capsys, "presets", "wgan*")
+    assert out.strip().startswith("wgan_task2") and "dcgan" not in out
+
+
+def test_summary_prints_the_report_tables(capsys):
+    code, out, _ = run(capsys, "summary", "dcgan_task1")
+    assert code == 0
+    assert "Total params: 5,142,083" in out and "Total params: 4,316,545" in out
+    assert "ConvTranspose2d-13            [-1, 3, 64, 64]           4,803" in out
+    assert "batch_size: 64" in out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    code = main(["train", "dcgan_task1", "--max-steps", "3", "--out", str(out), *TINY])
+    assert code == 0
+    return out
+
+
+def test_train_writes_everything(trained, capsys):
+    assert (trained / "checkpoints" / "last.pt").is_file()
+    assert (trained / "loss_curve.png").is_file()
+    assert list((trained / "samples").glob("*.png"))
+    assert len((trained / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_train_resume_continues(trained, tmp_path, capsys):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(trained, run_dir)
+    code, out, err = run(capsys, "train", "dcgan_task1", "--max-steps", "5", "--out", str(run_dir),
+                         "--resume", str(run_dir / "checkpoints" / "last.pt"), *TINY)
+    assert code == 0, err
+    assert "resumed" in out and "step 3" in out
+    steps = [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]
+
+
+def test_sample_and_export(trained, tmp_path, capsys):
+    code, out, _ = run(capsys, "sample", str(trained / "checkpoints" / "last.pt"), "--n", "9",
+                       "--out", str(tmp_path / "grid.png"), "--seed", "1", "--device", "cpu")
+    assert code == 0 and Image.open(tmp_path / "grid.png").size == (3 * 32 + 8, 3 * 32 + 8)
+    code, out, _ = run(capsys, "export", str(trained / "checkpoints" / "last.pt"), "--out",
+                       str(tmp_path / "g.safetensors"))
+    assert code == 0 and (tmp_path / "g.safetensors").is_file()
+    code, _, _ = run(capsys, "sample", str(tmp_path / "g.safetensors"), "--n", "4", "--out",
+                     str(tmp_path / "g.png"), "--device", "cpu")
+    assert code == 0 and (tmp_path / "g.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["summary", "dcgan_taks1"], "dcgan_task1"),
+        (["train", "nope_preset", "--device", "cpu"], "unknown preset"),
+        (["train", "dcgan_task1", "--set", "batchsize=3"], "batch_size"),
+        (["train", "dcgan_task1", "--set", "batch_size=many"], "batch_size"),
+        (["train", "dcgan_task1", "--set", "novalue"], "key=value"),
+        (["train", "dcgan_task1", "--data", "/no/such/folder", *TINY], "/no/such/folder"),
+        (["train", "dcgan_task1", "--device", "warp"], "device"),
+        (["sample", "/no/such.pt", "--out", "x.png"], "does not exist"),
+        (["export", "/no/such.pt"], "does not exist"),
+    ],
+)
+def test_user_errors_are_one_line(argv, needle, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert needle in one_line_error(err)
+
+
+def test_data_errors(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    afile = tmp_path / "file.txt"
+    afile.write_text("x")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.txt").write_text("not an image")
+    for path in (empty, afile, notes):
+        code, _, err = run(capsys, "train", "dcgan_task1", "--data", str(path), "--out", str(tmp_path / "o"), *TINY)
+        assert code == 2 and str(path) in one_line_error(err)
+
+
+def test_bad_checkpoints(trained, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes((trained / "checkpoints" / "last.pt").read_bytes()[:1000])
+    for cmd in (["sample", str(bad), "--out", str(tmp_path / "s.png")], ["export", str(bad)],
+                ["train", "dcgan_task1", "--resume", str(bad), "--out", str(tmp_path / "r"), *TINY]):
+        code, _, err = run(capsys, *cmd)
+        assert code == 2 and "bad.pt" in one_line_error(err)
+    code, _, err = run(capsys, "train", "wgan_task2", "--resume", str(trained / "checkpoints" / "last.pt"),
+                       "--out", str(tmp_path / "w"), "--device", "cpu", "--set", "base_channels=4", "--set", "z_dim=8")
+    assert code == 2 and "preset 'dcgan_task1'" in one_line_error(err)
+
+
+def test_existing_run_needs_resume_or_overwrite(trained, capsys):
+    code, _, err = run(capsys, "train", "dcgan_task1", "--out", str(trained), *TINY)
+    assert code == 2 and "--resume" in one_line_error(err)
+
+
+def test_python_dash_m_and_help_examples():
+    out = subprocess.run([sys.executable, "-m", "gankit", "train", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "examples:" in out.stdout and "--resume" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "gankit", "presets", "zzz*"], capture_output=True, text=True)
+    assert out.returncode == 0

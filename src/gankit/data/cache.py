@@ -1,0 +1,199 @@
+"""The on-disk cache of decoded images (uint8 safetensors files).
+
+A cache file is named after its source and decoding parameters and holds, in its metadata,
+a fingerprint of everything its contents depend on (file names, sizes, mtimes, parameters,
+library versions). A cache whose fingerprint differs is rebuilt, never used. Files are written
+to a temporary name and moved into place with ``os.replace`` so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import PIL
+import torch
+import torchvision
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+__all__ = [
+    "CACHE_ENV",
+    "CacheEntry",
+    "default_cache_dir",
+    "resolve_cache_dir",
+    "fingerprint",
+    "cache_file",
+    "load_cache",
+    "save_cache",
+]
+
+#: Environment variable that overrides the default cache directory.
+CACHE_ENV = "GANKIT_CACHE_DIR"
+
+# Bump when the cached bytes for the same inputs would change (decoding recipe, layout).
+_FORMAT_VERSION = "1"
+
+
+@dataclass
+class CacheEntry:
+    """A loaded cache: the images and the lists stored beside them.
+
+    Attributes:
+        images: uint8 tensor (N, C, H, W).
+        files: Names of the source files of the images, in order (may be empty).
+        skipped: (file name, reason) pairs for unreadable source files.
+    """
+
+    images: torch.Tensor
+    files: list[str]
+    skipped: list[tuple[str, str]]
+
+
+def default_cache_dir() -> Path:
+    """The cache directory used when none is given.
+
+    Returns:
+        ``$GANKIT_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/gankit``, else ``~/.cache/gankit``.
+
+    Example:
+        >>> default_cache_dir()  # doctest: +SKIP
+        PosixPath('/home/me/.cache/gankit')
+    """
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "gankit"
+
+
+def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
+    """The absolute cache directory for an optional user choice.
+
+    Args:
+        cache_dir: A directory, or ``None`` for :func:`default_cache_dir`.
+
+    Returns:
+        The resolved absolute path (it need not exist yet).
+
+    Example:
+        >>> resolve_cache_dir("/tmp/c")
+        PosixPath('/tmp/c')
+    """
+    chosen = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return chosen.resolve()
+
+
+def fingerprint(payload: object) -> str:
+    """A stable hex digest of a JSON-serialisable value.
+
+    The digest also covers the cache format version and the Pillow and torchvision versions,
+    whose decoders and resizers produce the cached bytes.
+
+    Args:
+        payload: Anything ``json.dumps`` accepts.
+
+    Returns:
+        A 64-character sha256 hex digest.
+
+    Example:
+        >>> fingerprint({"a": 1}) == fingerprint({"a": 1})
+        True
+    """
+    full = {"format": _FORMAT_VERSION, "pillow": PIL.__version__,
+            "torchvision": torchvision.__version__, "payload": payload}
+    text = json.dumps(full, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def cache_file(cache_dir: Path, label: str, key: object) -> Path:
+    """The cache file for a source and its decoding parameters.
+
+    Args:
+        cache_dir: The cache directory.
+        label: Human-readable part of the name (e.g. the folder's name).
+        key: What identifies the cache slot (e.g. absolute folder path and parameters); the
+            contents' own fingerprint is checked separately, so a changed folder reuses its slot.
+
+    Returns:
+        ``cache_dir / "images" / "<label>-<digest>.safetensors"``.
+
+    Example:
+        >>> cache_file(Path("/c"), "faces", {"size": 64}).parent
+        PosixPath('/c/images')
+    """
+    safe_label = re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("._")[:40] or "images"
+    digest = fingerprint(key)[:16]
+    return cache_dir / "images" / f"{safe_label}-{digest}.safetensors"
+
+
+def load_cache(path: Path, expected: str) -> CacheEntry | None:
+    """Loads a cache file if it exists and its fingerprint is ``expected``.
+
+    Args:
+        path: The cache file.
+        expected: The fingerprint the current inputs give.
+
+    Returns:
+        The entry, or ``None`` when the file is missing, stale or unreadable (then rebuild).
+
+    Example:
+        >>> load_cache(Path("/nonexistent.safetensors"), "0" * 64) is None
+        True
+    """
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            if meta.get("fingerprint") != expected:
+                return None
+            images = handle.get_tensor("images")
+        files = json.loads(meta.get("files", "[]"))
+        skipped = [(str(name), str(reason)) for name, reason in json.loads(meta["skipped"])]
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError):
+        return None  # a damaged cache is only a cache: rebuild it
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        return None
+    return CacheEntry(images=images, files=[str(f) for f in files], skipped=skipped)
+
+
+def save_cache(path: Path, images: torch.Tensor, expected: str, *,
+               files: list[str], skipped: list[tuple[str, str]], source: str) -> None:
+    """Writes a cache file atomically (temporary file in the same folder, then ``os.replace``).
+
+    Args:
+        path: The cache file.
+        images: uint8 tensor (N, C, H, W).
+        expected: The fingerprint of the inputs.
+        files: Source file names of the images.
+        skipped: (file name, reason) pairs of unreadable files, re-reported on every load.
+        source: The folder or dataset, for people inspecting the cache.
+
+    Raises:
+        OSError: When the cache directory cannot be written.
+
+    Example:
+        >>> save_cache(path, images, fp, files=[], skipped=[], source="x")  # doctest: +SKIP
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        "fingerprint": expected,
+        "source": source,
+        "files": json.dumps(files),
+        "skipped": json.dumps([list(item) for item in skipped]),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({"images": images.contiguous()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

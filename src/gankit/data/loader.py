@@ -1,0 +1,245 @@
+"""Fast, resumable batches straight from a uint8 image tensor."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from gankit.data.convert import normalize_uint8
+from gankit.data.dataset import ImageTensorDataset
+from gankit.errors import DataError
+
+__all__ = ["BatchLoader"]
+
+# Keep the whole uint8 cache on the GPU when it takes at most this share of free memory.
+_DEVICE_SHARE = 0.25
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    digest = hashlib.sha256(f"gankit-batches:{seed}:{epoch}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class BatchLoader:
+    """Shuffled float batches (B, C, H, W) in [-1, 1] from uint8 images, resumable mid-epoch.
+
+    The order of epoch ``e`` depends only on ``(seed, e)``: it comes from a private
+    ``torch.Generator``, so torch's global random state is neither used nor changed. Each
+    batch is gathered as uint8 and converted to float (on ``device`` when given), bitwise
+    equal to torchvision's ``ToTensor`` + ``Normalize(0.5, 0.5)``.
+
+    Iterating runs the current epoch from its current batch, then moves on to the next
+    epoch, so ``for batch in loader`` in a loop sees a new order each epoch. ``set_epoch``
+    or ``iter_from`` choose where to start, and ``state_dict``/``load_state_dict`` save and
+    restore the position for resuming from a checkpoint.
+
+    Args:
+        data: An :class:`ImageTensorDataset` or a uint8 tensor (N, C, H, W).
+        batch_size: Images per batch.
+        shuffle: Random order per epoch (otherwise 0..N-1).
+        seed: Seed of the per-epoch permutations.
+        drop_last: Drop the last, smaller batch.
+        device: Where batches are returned (default: where ``data`` is).
+        pin_memory: Copy batches through pinned memory for faster asynchronous transfer to
+            CUDA; default: when ``device`` is CUDA and the images stay on the CPU.
+        keep_on_device: Move all images to ``device`` once (default: for CUDA when they take
+            at most a quarter of its free memory).
+
+    Example:
+        >>> images = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
+        >>> loader = BatchLoader(images, 4, seed=1)
+        >>> len(loader), [tuple(b.shape) for b in loader]
+        (3, [(4, 3, 8, 8), (4, 3, 8, 8), (2, 3, 8, 8)])
+    """
+
+    def __init__(
+        self,
+        data: ImageTensorDataset | torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        device: torch.device | str | None = None,
+        pin_memory: bool | None = None,
+        keep_on_device: bool | None = None,
+    ) -> None:
+        images = data.images if isinstance(data, ImageTensorDataset) else data
+        if not isinstance(images, torch.Tensor) or images.dim() != 4 or not (
+            images.dtype == torch.uint8 or images.is_floating_point()
+        ):
+            raise TypeError("BatchLoader needs an ImageTensorDataset, a uint8 tensor (N, C, H, W) "
+                            "or a float tensor (N, C, H, W) already in [-1, 1]")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        n = images.shape[0]
+        if n == 0:
+            raise DataError("the dataset has no images; check the image folder or dataset")
+        if drop_last and batch_size > n:
+            raise DataError(f"the dataset has {n} images, fewer than batch_size {batch_size} "
+                            "with drop_last=True; use a smaller batch or more images")
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.device = torch.device(device) if device is not None else images.device
+        if keep_on_device is None:
+            keep_on_device = self.device.type == "cuda" and _fits_on(images, self.device)
+        if keep_on_device and images.device != self.device:
+            images = images.to(self.device)
+        self.images = images
+        on_host = images.device.type == "cpu"
+        if pin_memory is None:
+            pin_memory = on_host and self.device.type == "cuda"
+        self.pin_memory = bool(pin_memory) and on_host and self.device.type != "cpu"
+        self._epoch = 0
+        self._batch = 0
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        n = self.images.shape[0]
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    @property
+    def num_images(self) -> int:
+        """Number of images in the data."""
+        return self.images.shape[0]
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next batch comes from."""
+        return self._epoch
+
+    @property
+    def batch_index(self) -> int:
+        """Index within its epoch of the next batch."""
+        return self._batch
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Chooses where the next iteration starts.
+
+        Args:
+            epoch: Epoch number (any integer >= 0); fixes the order with ``seed``.
+            start_batch: First batch to yield, 0 <= start_batch <= len(self).
+
+        Example:
+            >>> loader.set_epoch(3, start_batch=10)  # doctest: +SKIP
+        """
+        if epoch < 0 or not 0 <= start_batch <= len(self):
+            raise ValueError(f"need epoch >= 0 and 0 <= start_batch <= {len(self)}, got "
+                             f"epoch={epoch}, start_batch={start_batch}")
+        self._epoch, self._batch = epoch, start_batch
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        """The order of the images in an epoch.
+
+        Args:
+            epoch: Epoch number.
+
+        Returns:
+            int64 CPU tensor: a permutation of ``0..N-1`` (the identity without shuffle).
+
+        Example:
+            >>> BatchLoader(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), 2, shuffle=False
+            ...             ).permutation(0)
+            tensor([0, 1, 2, 3])
+        """
+        n = self.images.shape[0]
+        if not self.shuffle:
+            return torch.arange(n)
+        generator = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
+        return torch.randperm(n, generator=generator)
+
+    def iter_from(self, start_batch: int, epoch: int | None = None) -> Iterator[torch.Tensor]:
+        """Iterates an epoch starting at batch ``start_batch`` (for resuming mid-epoch).
+
+        Args:
+            start_batch: First batch to yield.
+            epoch: Epoch to run; default the current one.
+
+        Returns:
+            An iterator over batches ``start_batch .. len(self) - 1`` of that epoch.
+
+        Example:
+            >>> tail = list(loader.iter_from(5, epoch=2))  # doctest: +SKIP
+        """
+        self.set_epoch(self._epoch if epoch is None else epoch, start_batch)
+        return iter(self)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        """Yields the rest of the current epoch, then advances to the next epoch."""
+        return self._run(self._epoch, self._batch)
+
+    def _run(self, epoch: int, start: int) -> Iterator[torch.Tensor]:
+        order = self.permutation(epoch)
+        if self.images.device.type != "cpu":
+            order = order.to(self.images.device)
+        count = len(self)
+        for index in range(start, count):
+            rows = order[index * self.batch_size:(index + 1) * self.batch_size]
+            batch = self._gather(rows)
+            # The position moves before the batch is handed over: a checkpoint taken after
+            # using it resumes at the following batch (or at the next epoch).
+            if index + 1 < count:
+                self._epoch, self._batch = epoch, index + 1
+            else:
+                self._epoch, self._batch = epoch + 1, 0
+            yield batch
+        if start >= count:
+            self._epoch, self._batch = epoch + 1, 0
+
+    def _gather(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.pin_memory:
+            shape = (rows.shape[0], *self.images.shape[1:])
+            staging = torch.empty(shape, dtype=self.images.dtype, pin_memory=True)
+            torch.index_select(self.images, 0, rows, out=staging)
+            batch = staging.to(self.device, non_blocking=True)
+        else:
+            batch = self.images.index_select(0, rows).to(self.device)
+        # float images are taken as already normalised; uint8 ones are normalised here
+        return batch if batch.is_floating_point() else normalize_uint8(batch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position to resume from, for checkpoints.
+
+        Returns:
+            ``{"seed", "epoch", "batch", "num_images", "batch_size"}``.
+
+        Example:
+            >>> loader.load_state_dict(loader.state_dict())  # doctest: +SKIP
+        """
+        return {"seed": self.seed, "epoch": self._epoch, "batch": self._batch,
+                "num_images": self.num_images, "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a position saved by :meth:`state_dict` (also the seed).
+
+        Args:
+            state: A dict from :meth:`state_dict`.
+
+        Raises:
+            DataError: When it was saved for a different number of images or batch size, so
+                the same batches cannot be reproduced.
+        """
+        if (state.get("num_images"), state.get("batch_size")) != (self.num_images,
+                                                                  self.batch_size):
+            raise DataError(f"the saved data position is for {state.get('num_images')} images "
+                            f"in batches of {state.get('batch_size')}, but this loader has "
+                            f"{self.num_images} in batches of {self.batch_size}; use the same "
+                            "dataset and batch size to resume")
+        self.seed = int(state["seed"])
+        self.set_epoch(int(state["epoch"]), int(state["batch"]))
+
+
+def _fits_on(images: torch.Tensor, device: torch.device) -> bool:
+    if images.device == device:
+        return True
+    try:
+        free, _ = torch.cuda.mem_get_info(device)
+    except (RuntimeError, AssertionError):
+        return False
+    return images.numel() * images.element_size() <= _DEVICE_SHARE * free

@@ -33,7 +33,7 @@ docs: $(STAMP)
 	$(BIN)/python -m sphinx -b html -W --keep-going -q docs docs/_build/html
 
 demo: $(STAMP)
-	$(BIN)/gankit train dcgan_task1 --data toy-faces --max-steps 300 --out $(DEMO_OUT) --seed 0
+	$(BIN)/gankit train dcgan_task1 --data toy-faces --max-steps 300 --out $(DEMO_OUT) --seed 0 --overwrite
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py --out benchmarks/results.json

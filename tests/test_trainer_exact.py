@@ -48,18 +48,21 @@ def test_train_steps_equal_reference(task, name, k, bs, device):
     trainer = Trainer(get_preset(name), device=device, progress=False)
     ours = [trainer.train_step(x) for x in batches]
 
+    # On the CPU the faithful path is bitwise identical; elsewhere (cuDNN autotuning)
+    # float32 tolerances apply.
+    tol = dict(rtol=0, atol=0) if device.type == "cpu" else {}
     g_steps = 0
     for (ld, lg), out in zip(ref_losses, ours):
-        assert_close(float(out["loss_d"]), ld)
+        assert_close(float(out["loss_d"]), ld, **tol)
         if lg is None:
             assert out["loss_g"] is None
         else:
             g_steps += 1
-            assert_close(float(out["loss_g"]), lg)
+            assert_close(float(out["loss_g"]), lg, **tol)
     assert g_steps == (k if task == 1 else k // 5) and g_steps >= 1
     for a, b in ((trainer.generator, G_ref), (trainer.discriminator, D_ref)):
         for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
-            assert_close(va, vb, msg=f"{ka} vs {kb}")
+            assert_close(va, vb, msg=f"{ka} vs {kb}", **tol)
     if task == 2:  # clipping held every critic parameter in [-c, c]
         for p in trainer.discriminator.parameters():
             assert p.abs().max() <= 0.01

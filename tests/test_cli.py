@@ -140,3 +140,25 @@ def test_python_dash_m_and_help_examples():
     assert out.returncode == 0 and "examples:" in out.stdout and "--resume" in out.stdout
     out = subprocess.run([sys.executable, "-m", "gankit", "presets", "zzz*"], capture_output=True, text=True)
     assert out.returncode == 0
+
+
+def test_eval_writes_metrics_with_provenance(trained, tmp_path, capsys):
+    out_json = tmp_path / "m.json"
+    code, out, err = run(capsys, "eval", str(trained / "checkpoints" / "last.pt"), "--data", "toy-faces",
+                         "--num-samples", "64", "--num-reference", "128", "--device", "cpu",
+                         "--json", str(out_json), "--no-progress")
+    assert code == 0, err
+    assert "fid=" in out and "NOT comparable" in out
+    result = json.loads(out_json.read_text())
+    assert result["values"]["fid"] > 0 and "kid_mean" in result["values"]
+    assert result["num_fake"] == 64 and result["num_real"] == 128
+    assert result["extractor"].startswith("tiny") and result["comparable_to_published"] is False
+    assert result["reference"].startswith("toy-faces|128x3x32x32|")
+
+
+def test_eval_inception_offline_is_one_line(trained, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.delenv("GANKIT_INCEPTION_WEIGHTS", raising=False)
+    code, _, err = run(capsys, "eval", str(trained / "checkpoints" / "last.pt"), "--extractor", "inception-v3",
+                       "--num-samples", "4", "--num-reference", "8", "--device", "cpu", "--no-progress")
+    assert code == 2 and "--inception-weights" in one_line_error(err)

@@ -24,6 +24,7 @@ EPILOG = """examples:
   gankit train dcgan_task1 --data toy-faces --resume runs/demo/checkpoints/last.pt --max-steps 600
   gankit sample runs/demo/checkpoints/last.pt --n 64 --out grid.png --seed 1
   gankit export runs/demo/checkpoints/last.pt --out generator.safetensors
+  gankit eval runs/demo/checkpoints/last.pt --data toy-faces --metrics fid,kid
 """
 
 TRAIN_EPILOG = """examples:
@@ -170,6 +171,47 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .data import load_images
+    from .errors import ConfigError
+    from .train import resolve_device
+    from .train.evaluation import dataset_id, evaluate_generator
+    from .train.export import generator_from_checkpoint, load_generator
+
+    metrics = [m.strip().lower() for m in args.metrics.split(",") if m.strip()]
+    if args.num_samples < 2:
+        raise ConfigError(f"--num-samples must be >= 2, got {args.num_samples}.")
+    device = resolve_device(args.device)
+    if Path(args.checkpoint).suffix == ".safetensors":
+        generator = load_generator(args.checkpoint, device=device)
+        image_size, channels = generator.out_shape[1], generator.out_shape[0]
+    else:
+        generator, recipe, _ = generator_from_checkpoint(args.checkpoint, device=device)
+        image_size, channels = recipe.image_size, recipe.channels
+    data = load_images(args.data, image_size=image_size, channels=channels, num_images=args.num_reference,
+                       progress=not args.no_progress)
+    result = evaluate_generator(
+        generator,
+        data.images,
+        z_dim=generator.z_dim,
+        metrics=metrics,
+        num_samples=args.num_samples,
+        extractor=args.extractor,
+        seed=args.seed,
+        device=device,
+        reference_id=dataset_id(data.images, args.data),
+        weights_path=args.inception_weights,
+        download=args.download_weights,
+    )
+    print(result)
+    if args.json:
+        from .train.checkpoint import atomic_write_bytes
+
+        atomic_write_bytes(args.json, lambda f: f.write(result.to_json().encode() + b"\n"))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _parse_sets(items: Sequence[str] | None) -> dict:
     """Turn ``["key=value", ...]`` into typed recipe overrides."""
     from .errors import ConfigError
@@ -265,6 +307,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a training checkpoint (.pt)")
     p.add_argument("--out", default="generator.safetensors", help="file to write")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "eval",
+        help="measure sample quality (FID, KID, IS, precision/recall) of a checkpoint",
+        epilog="examples:\n"
+        "  gankit eval runs/demo/checkpoints/last.pt --data toy-faces --metrics fid,kid\n"
+        "  gankit eval g.safetensors --data faces/ --extractor inception-v3 "
+        "--inception-weights pt_inception-2015-12-05-6726825d.pth --json fid.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", help="a checkpoint (.pt) or a generator export (.safetensors)")
+    p.add_argument("--data", default="toy-faces", help="reference images: folder or dataset name")
+    p.add_argument("--metrics", default="fid,kid", help="comma-separated: fid, kid, is, pr (default fid,kid)")
+    p.add_argument("--num-samples", type=int, default=1000, help="generated images (default 1000)")
+    p.add_argument("--num-reference", type=int, help="reference images (default: all)")
+    p.add_argument("--extractor", default="tiny",
+                   help="tiny (offline, NOT comparable to published FIDs; default) or inception-v3")
+    p.add_argument("--inception-weights", metavar="FILE", help="local InceptionV3 FID weights file")
+    p.add_argument("--download-weights", action="store_true", help="allow downloading InceptionV3 weights")
+    p.add_argument("--seed", type=int, default=0, help="seed of the latents (default 0)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    p.add_argument("--json", metavar="FILE", help="also write the result with its provenance as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_eval)
     return parser
 
 

@@ -11,6 +11,9 @@ original code computes them and throws them away at the next ``zero_grad``).
 Faster numerics are opt-in: ``precision="bf16"``/``"fp16"`` (autocast; BCE on
 probabilities is switched to its logits twin, which is autocast-safe),
 ``channels_last=True``, ``compile=True`` and ``latents="device"``.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the Trainer trains data-parallel: see
+:mod:`gankit.train.distributed`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from ..constraints import WeightClipper
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..losses import get_loss, gradient_penalty, r1_penalty
 from ..presets import Recipe, get_preset
+from . import distributed as _dist
 from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, atomic_save, load_checkpoint
 from .outputs import MetricsLog, plot_loss_curve, save_grid
 
@@ -125,6 +129,12 @@ class Trainer:
         z_sample: the fixed latents of the sample grid; by default
             ``torch.randn(sample_grid**2, z_dim)`` drawn here, before any training step,
             as the original code draws its ``z_sample`` before the loop.
+        distributed: train data-parallel with DistributedDataParallel; None (default)
+            does so when launched by torchrun with ``WORLD_SIZE`` > 1 (see
+            :mod:`gankit.train.distributed`). The recipe's ``batch_size`` is then the
+            global batch, split evenly over the processes.
+        sync_batchnorm: under distributed training, synchronise BatchNorm statistics over
+            ranks (SyncBatchNorm, CUDA only); by default each rank normalises with its own.
 
     Example:
         >>> import torch
@@ -153,6 +163,8 @@ class Trainer:
         log_every: int = 10,
         deterministic: bool = False,
         z_sample: torch.Tensor | None = None,
+        distributed: bool | None = None,
+        sync_batchnorm: bool = False,
     ) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
@@ -173,6 +185,13 @@ class Trainer:
         self.log_every = log_every
         self.deterministic = deterministic
         self.is_main = True  # rank 0 writes files; set False on other ranks
+        # Distributed data-parallel training (torchrun): None in a single process.
+        self.dist: _dist.DistributedContext | None = None
+        if distributed or (distributed is None and _dist.distributed_requested()):
+            self.dist = _dist.init_distributed(device=device)
+            self.device = self.dist.device
+            self.is_main = self.dist.is_main
+            _dist.local_batch_size(recipe.settings.batch_size, self.dist.world_size)
 
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -182,6 +201,9 @@ class Trainer:
         fmt = torch.channels_last if channels_last else torch.preserve_format
         self.generator = recipe.generator.to(self.device, memory_format=fmt).train()
         self.discriminator = recipe.discriminator.to(self.device, memory_format=fmt).train()
+        if self.dist is not None and sync_batchnorm:  # keeps the parameter tensors
+            self.generator = _dist.convert_sync_batchnorm(self.generator, self.dist)
+            self.discriminator = _dist.convert_sync_batchnorm(self.discriminator, self.dist)
         self.opt_g, self.opt_d = recipe.build_optimizers()
         self.loss = get_loss(self.settings.loss)
         self.clipper = WeightClipper(self.settings.clip_value) if self.settings.clip_value else None
@@ -206,9 +228,16 @@ class Trainer:
         self.g_run: nn.Module = self.generator
         self.d_run: nn.Module = self.discriminator
         self.d_gen: nn.Module = self.discriminator  # D as called in the generator step
+        if self.dist is not None:
+            # Two separate DDP wrappers (one per network: each is called, then backward).
+            # The generator step calls the plain D: its gradients there are not kept, so
+            # they need no all-reduce (and D's DDP would wait for gradients that never come).
+            self.g_run = _dist.wrap_ddp(self.generator, self.dist)
+            self.d_run = _dist.wrap_ddp(self.discriminator, self.dist)
         if compile:
-            self.g_run = torch.compile(self.generator)
-            self.d_run = self.d_gen = torch.compile(self.discriminator)
+            self.g_run = torch.compile(self.g_run)
+            self.d_gen = torch.compile(self.discriminator)
+            self.d_run = self.d_gen if self.dist is None else torch.compile(self.d_run)
 
         self.step = 0  # train_step calls so far
         self.epoch = 0  # completed epochs
@@ -227,6 +256,8 @@ class Trainer:
         self.z_sample = (
             torch.randn(grid * grid, self.settings.z_dim) if z_sample is None else z_sample.detach().clone()
         )
+        if self.dist is not None:  # same weights and z_sample everywhere; own latents per rank
+            _dist.seed_rank_streams(self.dist, torch.initial_seed())
 
     # ------------------------------------------------------------------ one step
 
@@ -364,13 +395,33 @@ class Trainer:
 
         bs = self.settings.batch_size
         if isinstance(data, (str, os.PathLike)):
-            data = load_images(data, image_size=self.settings.image_size, channels=self.settings.channels)
+            with _dist.main_process_first(self.dist):  # rank 0 fills the cache, then the others read it
+                data = load_images(data, image_size=self.settings.image_size, channels=self.settings.channels)
+        if self.dist is not None:
+            return self._distributed_batches(data)
         if isinstance(data, torch.Tensor) or hasattr(data, "images"):
             images = data if isinstance(data, torch.Tensor) else data.images
             self._check_images(images.shape[1:])
             return BatchLoader(images, bs, shuffle=True, seed=self.data_seed, device=self.device)
         if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__getitem__") and hasattr(data, "__len__"):
             return torch.utils.data.DataLoader(data, batch_size=bs, shuffle=True)
+        if isinstance(data, Iterable):
+            return data
+        raise ConfigError(
+            f"cannot train on a {type(data).__name__}; give a folder path, a dataset name, "
+            "an image tensor, a Dataset or an iterable of batches."
+        )
+
+    def _distributed_batches(self, data: Any) -> Any:
+        """This rank's share of every global batch (other iterables are used as given)."""
+        ctx, bs = self.dist, self.settings.batch_size
+        if isinstance(data, torch.Tensor) or hasattr(data, "images"):
+            images = data if isinstance(data, torch.Tensor) else data.images
+            self._check_images(images.shape[1:])
+            return _dist.ShardedBatchLoader(images, bs, rank=ctx.rank, world_size=ctx.world_size,
+                                            seed=self.data_seed, device=self.device)
+        if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+            return _dist.SampledLoader(data, bs, rank=ctx.rank, world_size=ctx.world_size, seed=self.data_seed)
         if isinstance(data, Iterable):
             return data
         raise ConfigError(
@@ -457,6 +508,10 @@ class Trainer:
                     bar = None
             if not (self.batch_index == 0 and self._last_saved_step == self.step):
                 self._finish(reason="end")
+        except BaseException:
+            if self.dist is not None:  # leave the group at once: the other ranks fail, not hang
+                _dist.destroy_distributed()
+            raise
         finally:
             if bar is not None:
                 bar.close()
@@ -508,7 +563,10 @@ class Trainer:
                              o["d_real"].float(), o["d_fake"].float()])
                 for _, _, o in self._pending
             ]
-        ).cpu().tolist()
+        )
+        if self.dist is not None:  # log the global batch: the mean over ranks (NaN if any has one)
+            rows = self.dist.all_reduce(rows, "mean")
+        rows = rows.cpu().tolist()
         elapsed = self._elapsed_before + time.perf_counter() - self._t0
         records = []
         for (step, epoch, out), (ld, lg, dr, df) in zip(self._pending, rows):
@@ -565,8 +623,8 @@ class Trainer:
         return self.save(self.out_dir / "checkpoints" / "last.pt")
 
     def _install_sigint(self):
-        if threading.current_thread() is not threading.main_thread():
-            return None
+        if threading.current_thread() is not threading.main_thread() or self.dist is not None:
+            return None  # under torchrun every rank gets Ctrl-C at its own step: stop at once
 
         def handler(signum, frame):
             self._stop_requested = True
@@ -614,7 +672,15 @@ class Trainer:
             "elapsed": self._elapsed_before + time.perf_counter() - self._t0,
             "trainer": {"precision": self.precision, "channels_last": self.channels_last,
                         "latents": self.latents, "compile": self.compiled},
+            **self._distributed_state(),
         }
+
+    def _distributed_state(self) -> dict[str, Any]:
+        if self.dist is None:
+            return {}
+        # A collective: every rank's RNG states, so that resuming restores each stream.
+        return {"world_size": self.dist.world_size,
+                "rng_ranks": self.dist.all_gather_object(_dist.rank_rng_states())}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write a checkpoint atomically (temporary file, then rename).
@@ -625,7 +691,12 @@ class Trainer:
         Returns:
             The path written.
         """
-        path = atomic_save(self.state_dict(), path) if self.is_main else Path(path)
+        if self.dist is not None:  # every rank gathers RNG states; rank 0 writes
+            state = self.state_dict()
+            path = atomic_save(state, path) if self.is_main else Path(path)
+            self.dist.barrier()  # the file exists on return, on every rank
+        else:
+            path = atomic_save(self.state_dict(), path) if self.is_main else Path(path)
         self._last_checkpoint = path
         self._last_saved_step = self.step
         return path
@@ -668,7 +739,22 @@ class Trainer:
         torch.set_rng_state(ckpt["rng_cpu"])
         if ckpt.get("rng_cuda") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
+        if self.dist is not None:
+            self._load_rank_rng(ckpt)
         self._last_saved_step = self.step
+
+    def _load_rank_rng(self, ckpt: dict[str, Any]) -> None:
+        ranks = ckpt.get("rng_ranks") or []
+        if len(ranks) == self.dist.world_size:
+            _dist.set_rank_rng_states(ranks[self.dist.rank])
+            return
+        if self.is_main:
+            warnings.warn(
+                f"the checkpoint was written by {len(ranks) or 1} process(es), this run has "
+                f"{self.dist.world_size}: every rank starts a new latent stream (not bitwise resumable).",
+                stacklevel=3,
+            )
+        _dist.seed_rank_streams(self.dist, torch.initial_seed() + self.step)
 
     def resume(self, path: str | os.PathLike) -> Trainer:
         """Restore the checkpoint at ``path`` into this trainer.

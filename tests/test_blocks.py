@@ -37,8 +37,11 @@ def stage_lists(draw, transposed: bool):
 
 
 def expected_side(side, kernels, strides, pads, out_pads, transposed):
+    """The final side by the size formulas, or 0 if any stage drops below 1."""
     for k, s, p, op in zip(kernels, strides, pads, out_pads):
         side = conv_transpose_out_size(side, k, s, p, op) if transposed else conv_out_size(side, k, s, p)
+        if side < 1:
+            return 0
     return side
 
 

@@ -162,3 +162,48 @@ def test_eval_inception_offline_is_one_line(trained, capsys, monkeypatch, tmp_pa
     code, _, err = run(capsys, "eval", str(trained / "checkpoints" / "last.pt"), "--extractor", "inception-v3",
                        "--num-samples", "4", "--num-reference", "8", "--device", "cpu", "--no-progress")
     assert code == 2 and "--inception-weights" in one_line_error(err)
+
+
+def test_import_registers_a_user_preset(tmp_path, capsys, monkeypatch):
+    (tmp_path / "my_presets_mod.py").write_text(
+        "from gankit.presets import register_preset, dcgan_task1\n"
+        "@register_preset(name='my_tiny_gan', description='a user preset')\n"
+        "def my_tiny_gan(**o):\n"
+        "    return dcgan_task1(**{'image_size': 32, 'base_channels': 4, 'z_dim': 8, **o})\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    from gankit.presets._registry import _PRESETS
+
+    try:
+        code, out, _ = run(capsys, "--import", "my_presets_mod", "presets", "my_*")
+        assert code == 0 and "my_tiny_gan  a user preset" in out
+    finally:
+        _PRESETS.pop("my_tiny_gan", None)
+        sys.modules.pop("my_presets_mod", None)
+    code, _, err = run(capsys, "--import", "no_such_module_xyz", "presets")
+    assert code == 2 and "no_such_module_xyz" in one_line_error(err)
+
+
+def test_resume_keeps_the_checkpoint_settings(trained, tmp_path, capsys):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(trained, run_dir)
+    # no --set given: the checkpoint's image_size / base_channels / z_dim are used
+    code, out, err = run(capsys, "train", "dcgan_task1", "--max-steps", "4", "--out", str(run_dir),
+                         "--resume", str(run_dir / "checkpoints" / "last.pt"), "--num-images", "16",
+                         "--device", "cpu", "--no-progress")
+    assert code == 0, err
+    assert "changed settings" not in out
+    code, out, err = run(capsys, "train", "dcgan_task1", "--max-steps", "5", "--out", str(run_dir),
+                         "--resume", str(run_dir / "checkpoints" / "last.pt"), "--num-images", "16",
+                         "--device", "cpu", "--no-progress", "--set", "d_lr=0.0002")
+    assert code == 0, err
+    assert "changed settings: d_lr=0.0002" in out
+
+
+def test_broken_pipe_is_not_an_error():
+    cmd = f"{sys.executable} -m gankit summary dcgan_task1 | head -n 2"
+    out = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "error" not in out.stderr

@@ -27,7 +27,7 @@ PUBLIC_MODULES = [
     "gankit.constraints",
     "gankit.optim",
     "gankit.presets",
-    "gankit.summary",
+    "gankit.tables",
     "gankit.train",
     "gankit.data",
     "gankit.metrics",

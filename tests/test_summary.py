@@ -6,10 +6,10 @@ import re
 
 import pytest
 import torch
-from conftest import GOLDEN, SHARED_SEED
 from torch import nn
 
 import gankit
+from conftest import GOLDEN, SHARED_SEED
 from gankit.presets import get_preset
 
 ROW = re.compile(r"^\s*(\w+)-(\d+)\s+(\[[-\d, ]+\])\s+([\d,]+)$")

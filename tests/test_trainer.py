@@ -168,3 +168,44 @@ def test_fast_mode_bf16_runs_and_uses_logits(device):
     assert t._loss.name == "bce_logits"
     assert torch.isfinite(out["loss_d"]) and torch.isfinite(out["loss_g"])
     assert 0 < float(out["d_real"]) < 1
+
+
+def test_max_steps_on_the_last_batch_closes_the_epoch(tmp_path):
+    t = tiny_trainer(tmp_path)
+    t.fit(images(8), epochs=5, max_steps=2)  # two batches of 4: the epoch is complete
+    assert (t.step, t.epoch, t.batch_index) == (2, 1, 0)
+    assert (tmp_path / "samples" / "epoch_0001.png").is_file()
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1
+
+
+def test_training_logs_a_falling_fid_and_a_metric_curve(tmp_path):
+    from gankit.data import load_images
+
+    faces = load_images("toy-faces", num_images=512, image_size=32, progress=False)
+    torch.manual_seed(0)
+    recipe = get_preset("dcgan_task1", image_size=32, base_channels=8, z_dim=16, batch_size=32,
+                        sample_grid=3, d_lr=2e-4, g_lr=2e-4)
+    t = Trainer(recipe, device="cpu", progress=False, out_dir=tmp_path, eval_every=40,
+                eval_samples=256, eval_metrics=("fid", "kid"))
+    t.fit(faces, max_steps=80)
+    fids = [r["fid"] for r in t.eval_history]
+    assert [r["step"] for r in t.eval_history] == [0, 40, 80]
+    assert fids[-1] < 0.7 * fids[0], fids
+    assert all(r["extractor"].startswith("tiny") and r["comparable_to_published"] is False
+               for r in t.eval_history)
+    logged = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["fid"] for r in logged if r.get("kind") == "eval"] == fids
+    assert len([r for r in logged if "loss_d" in r]) == 80
+    assert Image.open(tmp_path / "metric_curve.png").size[0] > 100
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["eval_history"][-1]["fid"] == fids[-1]
+
+
+def test_evaluation_leaves_the_training_stream_alone():
+    images_u8 = images(16)
+    a = tiny_trainer()
+    a.fit(images_u8, max_steps=3)
+    b = tiny_trainer(eval_every=1, eval_samples=8)
+    b.fit(images_u8, max_steps=3)
+    assert len(b.eval_history) == 4
+    for (k, va), vb in zip(a.generator.state_dict().items(), b.generator.state_dict().values()):
+        assert torch.equal(va, vb), k

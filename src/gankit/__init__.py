@@ -22,7 +22,7 @@ from ._version import __version__
 from .errors import CheckpointError, ConfigError, DataError, GankitError, TrainingError
 from .models import Discriminator, Generator
 from .presets import Recipe, RecipeSettings, get_preset, list_presets, register_preset
-from .summary import layer_table, summary
+from .tables import layer_table, summary
 from .train import Trainer, export_generator, load_checkpoint, load_generator
 
 __all__ = [

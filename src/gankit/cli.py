@@ -49,7 +49,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 def _cmd_summary(args: argparse.Namespace) -> int:
     from .presets import get_preset
-    from .summary import summary
+    from .tables import summary
 
     recipe = get_preset(args.preset, **_parse_sets(args.set))
     print(f"{recipe.name}: {recipe.description}")
@@ -61,6 +61,20 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     for line in recipe.summary_lines():
         print(f"  {line}")
     return 0
+
+
+def _import_user_modules(names: Sequence[str] | None) -> None:
+    """Import the modules given with --import (they may register presets)."""
+    import importlib
+
+    from .errors import ConfigError
+
+    sys.path.insert(0, os.getcwd())  # so a mypresets.py beside the user works
+    for name in names or ():
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ConfigError(f"--import {name}: {err}; give an importable module name.") from None
 
 
 def _say(*args) -> None:
@@ -97,6 +111,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     overrides.update({k: v for k, v in (("batch_size", args.batch_size), ("epochs", args.epochs)) if v is not None})
     out = Path(args.out or f"runs/{args.preset}")
     _prepare_out(out, resuming=args.resume is not None, overwrite=args.overwrite)
+    ckpt = None
+    if args.resume:
+        from .errors import CheckpointError
+        from .train.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(args.resume)
+        if ckpt["preset"] != args.preset:
+            raise CheckpointError(
+                f"{args.resume} was written by preset {ckpt['preset']!r}, not {args.preset!r}; "
+                f"resume it with 'gankit train {ckpt['preset']} --resume {args.resume}'."
+            )
+        # Resume with the settings the run was trained with; options given now win.
+        changed = {k: v for k, v in overrides.items() if k not in ckpt["overrides"] or ckpt["overrides"][k] != v}
+        overrides = {**ckpt["overrides"], **overrides}
+        if changed:
+            _say(f"resuming with changed settings: {', '.join(f'{k}={v}' for k, v in changed.items())}")
     torch.manual_seed(args.seed)
     recipe = get_preset(args.preset, **overrides)
     options = dict(
@@ -111,9 +141,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     if args.sync_batchnorm:
         options["sync_batchnorm"] = True
+    if args.eval_every or args.eval_every_epochs:
+        options.update(
+            eval_every=args.eval_every,
+            eval_every_epochs=args.eval_every_epochs,
+            eval_samples=args.eval_samples,
+            eval_metrics=[m.strip() for m in args.eval_metrics.split(",") if m.strip()],
+            eval_extractor=args.eval_extractor,
+        )
     trainer = Trainer(recipe, **options)
-    if args.resume:
-        trainer.resume(args.resume)
+    if ckpt is not None:
+        trainer.load_state_dict(ckpt, source=args.resume)
         _say(f"resumed {args.resume} at epoch {trainer.epoch}, step {trainer.step}")
     data = load_images(
         args.data,
@@ -241,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"gankit {__version__}")
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        metavar="MODULE",
+        help="import a module first (e.g. one that registers your own presets); repeatable",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("presets", help="list the registered presets")
@@ -288,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-images", type=int, help="use at most this many images")
     p.add_argument("--download", action="store_true", help="let torchvision download a standard dataset")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--eval-every", type=int, metavar="N", help="measure sample quality every N steps")
+    p.add_argument("--eval-every-epochs", type=int, metavar="N", help="... or every N epochs")
+    p.add_argument("--eval-samples", type=int, default=1000, help="generated images per evaluation (1000)")
+    p.add_argument("--eval-metrics", default="fid", help="comma-separated: fid, kid, pr, is (default fid)")
+    p.add_argument("--eval-extractor", default="tiny",
+                   help="tiny (offline, NOT comparable to published FIDs; default) or inception-v3")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("sample", help="write a grid of samples from a checkpoint or export",
@@ -349,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _import_user_modules(args.imports)
         return int(args.func(args) or 0)
     except GankitError as err:
         print(f"gankit: error: {err}", file=sys.stderr)
@@ -356,6 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gankit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `gankit summary dcgan_task1 | head`: not an error
+        sys.stdout = None
+        return 0
     except OSError as err:  # e.g. an output folder that cannot be written
         print(f"gankit: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2

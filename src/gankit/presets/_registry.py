@@ -53,7 +53,9 @@ class RecipeSettings:
             batch ``i`` of an epoch when ``(i + 1) % n_critic == 0``.
         gp_weight: weight of the WGAN-GP gradient penalty (0: none).
         r1_gamma: weight of the R1 penalty on real images (0: none).
-        spectral_norm: wrap the discriminator's conv and linear layers in spectral norm.
+        spectral_norm: wrap the discriminator's conv and linear layers in spectral norm
+            (the built-in presets apply it; a custom builder calls
+            :func:`gankit.constraints.spectral_norm_` itself).
         sample_grid: side of the fixed-latent sample grid (10: a 10x10 grid of 100 images).
         checkpoint_every: save a checkpoint every this many epochs (0: only at the end).
     """
@@ -265,7 +267,9 @@ def _lookup(name: str) -> _Entry:
         close = difflib.get_close_matches(name, list(_PRESETS), n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(
-            f"unknown preset {name!r}.{hint} Available: {', '.join(sorted(_PRESETS))}."
+            f"unknown preset {name!r}.{hint} Available: {', '.join(sorted(_PRESETS))} "
+            "(a preset of your own must be registered first: import its module, or "
+            "'gankit --import MODULE ...')."
         )
     return _PRESETS[name]
 

@@ -79,7 +79,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     that are then replaced).
 
     Args:
-        path: the ``.safetensors`` file.
+        path: a ``.safetensors`` export, or a ``.pt`` training checkpoint.
         device: where to put the generator.
 
     Returns:

@@ -14,7 +14,7 @@ from torchvision.utils import save_image
 
 from .checkpoint import atomic_write_bytes
 
-__all__ = ["MetricsLog", "save_grid", "plot_loss_curve"]
+__all__ = ["MetricsLog", "save_grid", "plot_loss_curve", "plot_metric_curve"]
 
 
 class MetricsLog:
@@ -87,6 +87,41 @@ def plot_loss_curve(history: list[list[float]], path: str | os.PathLike, title: 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return atomic_write_bytes(path, lambda f: f.write(buf.getvalue()))
+
+
+def plot_metric_curve(records: list[dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path:
+    """Plot every metric of the evaluation records against the step, as a PNG, atomically.
+
+    Args:
+        records: evaluation records with ``step`` and metric values (``fid``, ``kid_mean``, ...).
+        path: the PNG file.
+        title: the figure title (the extractor is added, as the numbers depend on it).
+
+    Returns:
+        The path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    skip = {"kind", "step", "epoch", "extractor", "comparable_to_published", "num_fake", "num_real",
+            "reference"}
+    names = [k for k in (records[0] if records else {}) if k not in skip and not k.endswith("_std")]
+    fig = Figure(figsize=(8, 3 * max(1, len(names))), dpi=100)
+    for i, name in enumerate(names or ["(none)"]):
+        ax = fig.add_subplot(max(1, len(names)), 1, i + 1)
+        if names:
+            ax.plot([r["step"] for r in records], [r[name] for r in records], marker="o", linewidth=1)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    ax.set_xlabel("step")
+    extractor = records[-1].get("extractor", "") if records else ""
+    fig.suptitle(f"{title} ({extractor})" if extractor else title)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -25,7 +25,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +135,15 @@ class Trainer:
             global batch, split evenly over the processes.
         sync_batchnorm: under distributed training, synchronise BatchNorm statistics over
             ranks (SyncBatchNorm, CUDA only); by default each rank normalises with its own.
+        eval_every: in :meth:`fit`, measure sample quality every this many steps (and once
+            before the first step); None: never.
+        eval_every_epochs: likewise every this many epochs.
+        eval_samples: generated images per evaluation (latents from a private seeded
+            generator: evaluating leaves the training RNG untouched).
+        eval_metrics: metrics of :func:`gankit.metrics.evaluate` (``fid``, ``kid``, ``pr``, ``is``).
+        eval_extractor: ``"tiny"`` (offline; not comparable to published numbers),
+            ``"inception-v3"`` or an ``nn.Module``.
+        eval_reference: reference images; by default the training images.
 
     Example:
         >>> import torch
@@ -165,6 +174,12 @@ class Trainer:
         z_sample: torch.Tensor | None = None,
         distributed: bool | None = None,
         sync_batchnorm: bool = False,
+        eval_every: int | None = None,
+        eval_every_epochs: int | None = None,
+        eval_samples: int = 1000,
+        eval_metrics: Sequence[str] = ("fid",),
+        eval_extractor: str | nn.Module = "tiny",
+        eval_reference: Any = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
@@ -172,6 +187,16 @@ class Trainer:
             raise ConfigError(f"latents must be 'cpu' or 'device', got {latents!r}.")
         if log_every < 1:
             raise ConfigError(f"log_every must be >= 1, got {log_every}.")
+        for name, value in (("eval_every", eval_every), ("eval_every_epochs", eval_every_epochs)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be >= 1 or None, got {value}.")
+        if eval_samples < 2:
+            raise ConfigError(f"eval_samples must be >= 2, got {eval_samples}.")
+        self.eval_every, self.eval_every_epochs = eval_every, eval_every_epochs
+        self.eval_samples, self.eval_metrics = eval_samples, tuple(eval_metrics)
+        self.eval_extractor, self.eval_reference = eval_extractor, eval_reference
+        self.eval_history: list[dict[str, Any]] = []
+        self._train_images: torch.Tensor | None = None
         self.recipe = recipe
         self.settings = recipe.settings
         self.device = resolve_device(device)
@@ -390,38 +415,29 @@ class Trainer:
     # ------------------------------------------------------------------ fitting
 
     def _as_batches(self, data: Any) -> Any:
-        """Turn what the user gave into something iterable over batches, once per epoch."""
+        """Turn what the user gave into something iterable over batches, once per epoch.
+
+        Under torchrun each rank gets its share of every global batch; a plain iterable of
+        batches is used as given (on every rank).
+        """
         from ..data import BatchLoader, load_images
 
-        bs = self.settings.batch_size
+        bs, ctx = self.settings.batch_size, self.dist
         if isinstance(data, (str, os.PathLike)):
-            with _dist.main_process_first(self.dist):  # rank 0 fills the cache, then the others read it
+            with _dist.main_process_first(ctx):  # rank 0 fills the cache, then the others read it
                 data = load_images(data, image_size=self.settings.image_size, channels=self.settings.channels)
-        if self.dist is not None:
-            return self._distributed_batches(data)
         if isinstance(data, torch.Tensor) or hasattr(data, "images"):
             images = data if isinstance(data, torch.Tensor) else data.images
             self._check_images(images.shape[1:])
+            self._train_images = images  # the default reference of evaluations
+            if ctx is not None:
+                return _dist.ShardedBatchLoader(images, bs, rank=ctx.rank, world_size=ctx.world_size,
+                                                seed=self.data_seed, device=self.device)
             return BatchLoader(images, bs, shuffle=True, seed=self.data_seed, device=self.device)
         if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+            if ctx is not None:
+                return _dist.SampledLoader(data, bs, rank=ctx.rank, world_size=ctx.world_size, seed=self.data_seed)
             return torch.utils.data.DataLoader(data, batch_size=bs, shuffle=True)
-        if isinstance(data, Iterable):
-            return data
-        raise ConfigError(
-            f"cannot train on a {type(data).__name__}; give a folder path, a dataset name, "
-            "an image tensor, a Dataset or an iterable of batches."
-        )
-
-    def _distributed_batches(self, data: Any) -> Any:
-        """This rank's share of every global batch (other iterables are used as given)."""
-        ctx, bs = self.dist, self.settings.batch_size
-        if isinstance(data, torch.Tensor) or hasattr(data, "images"):
-            images = data if isinstance(data, torch.Tensor) else data.images
-            self._check_images(images.shape[1:])
-            return _dist.ShardedBatchLoader(images, bs, rank=ctx.rank, world_size=ctx.world_size,
-                                            seed=self.data_seed, device=self.device)
-        if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-            return _dist.SampledLoader(data, bs, rank=ctx.rank, world_size=ctx.world_size, seed=self.data_seed)
         if isinstance(data, Iterable):
             return data
         raise ConfigError(
@@ -474,12 +490,16 @@ class Trainer:
         previous_handler = self._install_sigint()
         bar = None
         try:
+            if self._evaluating and self.step == 0 and not self.eval_history:
+                self.evaluate_now()  # where training starts from
             while self.epoch < epochs and not self._done(max_steps):
                 if hasattr(loader, "set_epoch"):
                     loader.set_epoch(self.epoch)
                 total = len(loader) if hasattr(loader, "__len__") else None
                 bar = self._bar(total)
                 for batch in self._iter_from(loader, self.batch_index):
+                    if self._done(max_steps):  # checked first, so a last batch still closes its epoch
+                        break
                     real = _first_tensor(batch)
                     if use_bn and real.shape[0] == 1:
                         warnings.warn(
@@ -494,11 +514,11 @@ class Trainer:
                         bar.update(1)
                     if len(self._pending) >= self.log_every:
                         self._flush(bar)
+                    if self.eval_every and self.step % self.eval_every == 0:
+                        self.evaluate_now()
                     if self._stop_requested:
                         path = self._finish(reason="interrupted")
                         raise KeyboardInterrupt(f"training interrupted; checkpoint saved to {path}")
-                    if self._done(max_steps):
-                        break
                 else:
                     self.epoch += 1
                     self.batch_index = 0
@@ -602,11 +622,66 @@ class Trainer:
             "samples": save_grid(self.render(self.z_sample), self.out_dir / "samples" / f"{tag}.png", grid),
             "loss_curve": plot_loss_curve(self.history, self.out_dir / "loss_curve.png", title=self.recipe.name),
         }
-        self.artifacts = paths
+        self.artifacts.update(paths)
         return paths
+
+    @property
+    def _evaluating(self) -> bool:
+        return bool(self.eval_every or self.eval_every_epochs)
+
+    def evaluate_now(self):
+        """Measure sample quality now, log it (``metrics.jsonl``, ``metric_curve.png``) and return it.
+
+        Uses the trainer's ``eval_*`` options; the reference is ``eval_reference`` or the
+        training images. Only the main process evaluates (None elsewhere).
+
+        Returns:
+            The :class:`~gankit.metrics.MetricResult`, or None on other ranks.
+        """
+        from .evaluation import dataset_id, evaluate_generator
+        from .outputs import plot_metric_curve
+
+        if not self.is_main:
+            return None
+        self._flush()
+        reference = self.eval_reference if self.eval_reference is not None else self._train_images
+        if reference is None:
+            raise ConfigError(
+                "evaluation needs reference images: pass eval_reference=... or train on an image "
+                "tensor, a gankit dataset, a folder or a dataset name."
+            )
+        ref_id = None
+        if isinstance(reference, torch.Tensor) and reference.dtype == torch.uint8:
+            if getattr(self, "_ref_id", (None, None))[0] is not reference:
+                self._ref_id = (reference, dataset_id(reference, "train"))
+            ref_id = self._ref_id[1]
+        result = evaluate_generator(
+            self.generator,
+            reference,
+            z_dim=self.settings.z_dim,
+            metrics=self.eval_metrics,
+            num_samples=self.eval_samples,
+            extractor=self.eval_extractor,
+            device=self.device,
+            reference_id=ref_id,
+        )
+        record = {"kind": "eval", "step": self.step, "epoch": self.epoch, **result.values,
+                  "extractor": result.extractor, "comparable_to_published": result.comparable_to_published,
+                  "num_fake": result.num_fake, "num_real": result.num_real, "reference": result.reference}
+        self.eval_history.append(record)
+        if self.out_dir is not None:
+            MetricsLog(self.out_dir / "metrics.jsonl").write([record])
+            self.artifacts["metric_curve"] = plot_metric_curve(
+                self.eval_history, self.out_dir / "metric_curve.png", title=self.recipe.name
+            )
+        return result
 
     def _end_of_epoch(self) -> None:
         self._flush()
+        if self.eval_every_epochs and self.epoch % self.eval_every_epochs == 0 and (
+            not self.eval_history or self.eval_history[-1]["step"] != self.step
+        ):
+            self.evaluate_now()
         self._write_artifacts(f"epoch_{self.epoch:04d}")
         every = self.settings.checkpoint_every
         if self.out_dir is not None:
@@ -669,6 +744,7 @@ class Trainer:
             "z_sample": self.z_sample,
             "data_seed": self.data_seed,
             "history": torch.tensor(self.history, dtype=torch.float64).reshape(-1, len(HISTORY_COLUMNS)),
+            "eval_history": [dict(r) for r in self.eval_history],
             "elapsed": self._elapsed_before + time.perf_counter() - self._t0,
             "trainer": {"precision": self.precision, "channels_last": self.channels_last,
                         "latents": self.latents, "compile": self.compiled},
@@ -734,6 +810,7 @@ class Trainer:
         self.z_sample = ckpt["z_sample"].clone()
         self.data_seed = int(ckpt.get("data_seed", self.data_seed))
         self.history = ckpt["history"].tolist()
+        self.eval_history = [dict(r) for r in ckpt.get("eval_history", [])]
         self._elapsed_before = float(ckpt.get("elapsed", 0.0))
         self._t0 = time.perf_counter()
         torch.set_rng_state(ckpt["rng_cpu"])

@@ -7,7 +7,17 @@ line that names the problem and what to do about it. The command line catches
 
 from __future__ import annotations
 
-__all__ = ["GankitError", "ConfigError", "DataError", "CheckpointError", "TrainingError"]
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "GankitError",
+    "ConfigError",
+    "DataError",
+    "CheckpointError",
+    "TrainingError",
+    "unknown_choice",
+]
 
 
 class GankitError(Exception):
@@ -28,3 +38,24 @@ class CheckpointError(GankitError, ValueError):
 
 class TrainingError(GankitError, RuntimeError):
     """Training cannot go on (for example a non-finite loss)."""
+
+
+def unknown_choice(what: str, name: object, choices: Iterable[str]) -> ConfigError:
+    """The one-line error for a name that is not among the valid choices.
+
+    Args:
+        what: what was looked up, as the message starts, e.g. ``"unknown loss"``.
+        name: the name given.
+        choices: the valid names.
+
+    Returns:
+        A :class:`ConfigError` naming the value, the close matches and every valid choice.
+
+    Example:
+        >>> str(unknown_choice("unknown loss", "hing", ["hinge", "bce"]))
+        "unknown loss 'hing'; did you mean 'hinge'? (valid choices: bce, hinge)"
+    """
+    valid = sorted(choices)
+    close = difflib.get_close_matches(str(name), valid, n=3)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    return ConfigError(f"{what} {name!r}{hint} (valid choices: {', '.join(valid)})")

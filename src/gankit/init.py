@@ -8,7 +8,6 @@ touched, and leaves are visited in the same order by both).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 
 import torch
@@ -16,7 +15,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
-from .errors import ConfigError
+from .errors import unknown_choice
 
 __all__ = ["dcgan_normal_init_", "default_init_", "get_init", "INIT_SCHEMES"]
 
@@ -81,9 +80,5 @@ def get_init(name: str | Callable[[nn.Module], nn.Module] | None) -> Callable[[n
     if callable(name):
         return name
     if name not in INIT_SCHEMES:
-        close = difflib.get_close_matches(name, list(INIT_SCHEMES), n=2)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(
-            f"unknown init scheme {name!r}; choose one of {', '.join(INIT_SCHEMES)}.{hint}"
-        )
+        raise unknown_choice("unknown init scheme", name, INIT_SCHEMES)
     return INIT_SCHEMES[name]

@@ -7,13 +7,12 @@ string configurations (the command line, JSON) stay possible.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from functools import partial
 
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, unknown_choice
 
 __all__ = ["LayerSpec", "get_act_layer", "get_norm_layer", "make_act", "make_norm"]
 
@@ -45,9 +44,7 @@ _NORMS: dict[str, dict[int, Callable[..., nn.Module]]] = {
 
 
 def _unknown(kind: str, name: str, choices: list[str]) -> ConfigError:
-    close = difflib.get_close_matches(name, choices, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    return ConfigError(f"unknown {kind} {name!r}; choose one of {', '.join(sorted(choices))}.{hint}")
+    return unknown_choice(f"unknown {kind}", name, choices)
 
 
 def get_act_layer(spec: LayerSpec) -> Callable[..., nn.Module] | None:

@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gankit.errors import ConfigError
+from gankit.errors import ConfigError, unknown_choice
 
 __all__ = [
     "AdversarialLoss",
@@ -136,11 +135,7 @@ def get_loss(name: str | AdversarialLoss) -> AdversarialLoss:
     try:
         return _LOSSES[name]
     except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(name), list(_LOSSES), n=3)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ConfigError(
-            f"unknown loss {name!r}{hint} (valid choices: {', '.join(list_losses())})"
-        ) from None
+        raise unknown_choice("unknown loss", name, _LOSSES) from None
 
 
 # --- task one: binary cross-entropy --------------------------------------------------------

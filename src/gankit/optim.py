@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import inspect
 from collections.abc import Iterable, Mapping
@@ -32,7 +31,7 @@ from typing import Any
 
 import torch
 
-from gankit.errors import ConfigError
+from gankit.errors import ConfigError, unknown_choice
 
 __all__ = [
     "OptimizerPreset",
@@ -52,12 +51,7 @@ def _accepted_kwargs(optimizer: type[torch.optim.Optimizer]) -> list[str] | None
 
 
 def _unknown_keyword(preset: str, key: str, valid: list[str]) -> ConfigError:
-    close = difflib.get_close_matches(key, valid, n=3)
-    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-    return ConfigError(
-        f"optimizer preset {preset!r} has no keyword {key!r}{hint} "
-        f"(valid choices: {', '.join(valid)})"
-    )
+    return unknown_choice(f"optimizer preset {preset!r} has no keyword", key, valid)
 
 
 @dataclass(frozen=True)
@@ -212,12 +206,7 @@ def get_optimizer(name: str | OptimizerPreset) -> OptimizerPreset:
     try:
         return _OPTIMIZERS[name]
     except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(name), list(_OPTIMIZERS), n=3)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ConfigError(
-            f"unknown optimizer preset {name!r}{hint} "
-            f"(valid choices: {', '.join(list_optimizers())})"
-        ) from None
+        raise unknown_choice("unknown optimizer preset", name, _OPTIMIZERS) from None
 
 
 def build_optimizer(

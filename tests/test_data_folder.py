@@ -190,6 +190,22 @@ def test_mixed_folder_loads(tmp_path):
     assert "notes.txt" not in dataset.files
 
 
+def test_thousands_of_mixed_images_load(tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    n = 2000
+    for i in range(n):
+        mode, fmt = MODE_FORMATS[i % len(MODE_FORMATS)]
+        w, h = (int(x) for x in rng.integers(1, 97, 2))
+        make_image(mode, w, h, rng).save(folder / f"{i:05d}{SUFFIX[fmt]}", fmt)
+    (folder / "00000-broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.warns(UserWarning, match="1 "):
+        dataset = load_images(folder, progress=False)
+    assert dataset.images.shape == (n, 3, 64, 64) and dataset.images.dtype == torch.uint8
+    assert float(dataset[n - 1].min()) >= -1 and float(dataset[n - 1].max()) <= 1
+
+
 def test_recursive_reads_nested_folders_and_skips_hidden(tmp_path):
     root = tmp_path / "classes"
     write_images(root / "cats", 2)

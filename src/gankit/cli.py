@@ -77,6 +77,11 @@ def _import_user_modules(names: Sequence[str] | None) -> None:
             raise ConfigError(f"--import {name}: {err}; give an importable module name.") from None
 
 
+def _csv(text: str) -> list[str]:
+    """``"fid, KID"`` -> ``["fid", "kid"]``."""
+    return [m.strip().lower() for m in text.split(",") if m.strip()]
+
+
 def _say(*args) -> None:
     """Print on the main process only (rank 0 under torchrun)."""
     if os.environ.get("RANK", "0") == "0":
@@ -106,6 +111,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .data import load_images
     from .presets import get_preset
     from .train import Trainer
+    from .train.distributed import main_process_first
 
     overrides = _parse_sets(args.set)
     overrides.update({k: v for k, v in (("batch_size", args.batch_size), ("epochs", args.epochs)) if v is not None})
@@ -146,23 +152,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
             eval_every=args.eval_every,
             eval_every_epochs=args.eval_every_epochs,
             eval_samples=args.eval_samples,
-            eval_metrics=[m.strip() for m in args.eval_metrics.split(",") if m.strip()],
+            eval_metrics=_csv(args.eval_metrics),
             eval_extractor=args.eval_extractor,
         )
     trainer = Trainer(recipe, **options)
     if ckpt is not None:
         trainer.load_state_dict(ckpt, source=args.resume)
         _say(f"resumed {args.resume} at epoch {trainer.epoch}, step {trainer.step}")
-    data = load_images(
-        args.data,
-        image_size=recipe.image_size,
-        channels=recipe.channels,
-        recursive=args.recursive,
-        center_crop=args.center_crop,
-        num_images=args.num_images,
-        download=args.download,
-        progress=not args.no_progress,
-    )
+    with main_process_first(trainer.dist):  # under torchrun rank 0 fills the cache first
+        data = load_images(
+            args.data,
+            image_size=recipe.image_size,
+            channels=recipe.channels,
+            recursive=args.recursive,
+            center_crop=args.center_crop,
+            num_images=args.num_images,
+            download=args.download,
+            progress=not args.no_progress and trainer.is_main,
+        )
     _say(f"training {recipe.name} on {args.data} ({len(data)} images) on {trainer.device}; "
          f"batch {recipe.batch_size}, {recipe.epochs} epochs" + (f", at most {args.max_steps} steps" if args.max_steps else ""))
     try:
@@ -216,7 +223,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .train.evaluation import dataset_id, evaluate_generator
     from .train.export import generator_from_checkpoint, load_generator
 
-    metrics = [m.strip().lower() for m in args.metrics.split(",") if m.strip()]
+    metrics = _csv(args.metrics)
     if args.num_samples < 2:
         raise ConfigError(f"--num-samples must be >= 2, got {args.num_samples}.")
     device = resolve_device(args.device)

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import numpy as np
@@ -42,8 +43,8 @@ __all__ = [
 EXTRACTOR_NAMES = ("tiny", "inception-v3", "inception", "inceptionv3")
 
 
-class FeatureExtractor(nn.Module):
-    """Base class of feature extractors; subclasses implement :meth:`extract`.
+class FeatureExtractor(nn.Module, metaclass=abc.ABCMeta):
+    """Abstract base class of feature extractors; subclasses implement :meth:`extract`.
 
     Attributes:
         name: Identifier recorded in results and cache keys; it changes whenever the
@@ -70,6 +71,7 @@ class FeatureExtractor(nn.Module):
     feature_dim: int | None = None
     has_logits: bool = False
 
+    @abc.abstractmethod
     def extract(self, images: Tensor) -> Tensor:
         """Features of images that are already RGB, resized and in ``[-1, 1]``.
 
@@ -79,7 +81,6 @@ class FeatureExtractor(nn.Module):
         Returns:
             ``(N, D)`` features.
         """
-        raise NotImplementedError
 
     def extract_with_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Features and class logits of prepared images (only if ``has_logits``).

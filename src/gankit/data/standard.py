@@ -133,11 +133,11 @@ def open_standard(name: str, split: str, root: Path, *, download: bool) -> Datas
         reason = (str(err).splitlines() or [type(err).__name__])[0][:160]
         if download:
             raise DataError(f"could not download {name} into {where} ({reason}); check the "
-                            "internet connection, or put the files there yourself and pass "
-                            "download=False") from err
+                            "internet connection, or put the files there yourself and drop "
+                            "download=True (--download)") from err
         raise DataError(f"{name} files are missing or damaged in {where} ({reason}); pass "
-                        "download=True (needs internet), or put the files there, or choose "
-                        "another root") from err
+                        "download=True (--download on the command line; needs internet), or "
+                        "put the files there, or choose another root") from err
 
 
 def celeba_files(dataset: Dataset[Any]) -> list[Path]:

@@ -190,6 +190,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     from .errors import ConfigError
     from .train import load_generator, resolve_device
+    from .train.export import generate
     from .train.outputs import save_grid
 
     if args.n < 1:
@@ -197,9 +198,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     g = load_generator(args.checkpoint, device=device)
     gen = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
-    z = torch.randn(args.n, g.z_dim, generator=gen)
-    with torch.no_grad():
-        images = torch.cat([g(c.to(device)).float().cpu() for c in z.split(256)])
+    images = generate(g, torch.randn(args.n, g.z_dim, generator=gen), device=device)
     nrow = args.nrow or max(1, round(args.n**0.5))
     path = save_grid(((images + 1) / 2).clamp(0, 1), args.out, nrow)
     print(f"wrote {args.n} samples to {path}")
@@ -221,18 +220,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .errors import ConfigError
     from .train import resolve_device
     from .train.evaluation import dataset_id, evaluate_generator
-    from .train.export import generator_from_checkpoint, load_generator
+    from .train.export import load_generator
 
     metrics = _csv(args.metrics)
     if args.num_samples < 2:
         raise ConfigError(f"--num-samples must be >= 2, got {args.num_samples}.")
     device = resolve_device(args.device)
-    if Path(args.checkpoint).suffix == ".safetensors":
-        generator = load_generator(args.checkpoint, device=device)
-        image_size, channels = generator.out_shape[1], generator.out_shape[0]
-    else:
-        generator, recipe, _ = generator_from_checkpoint(args.checkpoint, device=device)
-        image_size, channels = recipe.image_size, recipe.channels
+    generator = load_generator(args.checkpoint, device=device)  # a .pt checkpoint or an export
+    channels, image_size, _ = generator.out_shape
     data = load_images(args.data, image_size=image_size, channels=channels, num_images=args.num_reference,
                        progress=not args.no_progress)
     result = evaluate_generator(

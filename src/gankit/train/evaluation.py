@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..metrics import MetricResult, evaluate
+from .export import generate
 
 __all__ = ["dataset_id", "evaluate_generator"]
 
@@ -67,14 +68,8 @@ def evaluate_generator(
     Returns:
         The :class:`~gankit.metrics.MetricResult`.
     """
-    gen = torch.Generator().manual_seed(seed)
-    was_training = generator.training
-    generator.eval()
-    try:
-        z = torch.randn(num_samples, z_dim, generator=gen)
-        fake = torch.cat([generator(c.to(device)).float().cpu() for c in z.split(batch_size)])
-    finally:
-        generator.train(was_training)
+    z = torch.randn(num_samples, z_dim, generator=torch.Generator().manual_seed(seed))
+    fake = generate(generator, z, device=device, batch_size=batch_size)
     return evaluate(
         fake,
         reference,

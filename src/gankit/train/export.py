@@ -15,9 +15,32 @@ from ..errors import CheckpointError, ConfigError
 from ..presets import Recipe, get_preset
 from .checkpoint import atomic_write_bytes
 
-__all__ = ["export_generator", "load_generator", "generator_from_checkpoint"]
+__all__ = ["export_generator", "load_generator", "generator_from_checkpoint", "generate"]
 
 FORMAT = "gankit-generator"
+
+
+@torch.no_grad()
+def generate(
+    generator: torch.nn.Module, z: torch.Tensor, *, device: str | torch.device = "cpu", batch_size: int = 256
+) -> torch.Tensor:
+    """Run a generator on latents in chunks, in eval mode (its previous mode is restored).
+
+    Args:
+        generator: maps ``(n, z_dim)`` latents to images.
+        z: the latents (any device; each chunk is moved to ``device``).
+        device: where the generator runs.
+        batch_size: latents per forward pass.
+
+    Returns:
+        The images as float32 on the CPU, in the generator's output range ([-1, 1] for tanh).
+    """
+    was_training = generator.training
+    generator.eval()
+    try:
+        return torch.cat([generator(c.to(device)).float().cpu() for c in z.split(batch_size)])
+    finally:
+        generator.train(was_training)
 
 
 def export_generator(generator: torch.nn.Module, recipe: Recipe, path: str | os.PathLike) -> Path:

@@ -403,14 +403,9 @@ class Trainer:
     @torch.no_grad()
     def render(self, z: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
         """Images in [0, 1] for the given latents (eval mode, then the previous mode back)."""
-        g = self.generator
-        was_training = g.training
-        g.eval()
-        try:
-            chunks = [g(c.to(self.device)).float().cpu() for c in z.split(batch_size)]
-        finally:
-            g.train(was_training)
-        return ((torch.cat(chunks) + 1) / 2).clamp_(0, 1)
+        from .export import generate
+
+        return ((generate(self.generator, z, device=self.device, batch_size=batch_size) + 1) / 2).clamp_(0, 1)
 
     # ------------------------------------------------------------------ fitting
 
@@ -545,12 +540,16 @@ class Trainer:
             # BCE on probabilities refuses NaN inputs before any loss exists to check.
             if "between 0 and 1" not in str(err):
                 raise
-            self._pending.clear()
-            kept = self._last_checkpoint or "none was written"
-            raise TrainingError(
-                f"non-finite loss at step {self.step + 1} (the discriminator output NaN); training "
-                f"stopped, last good checkpoint: {kept}; lower the learning rate or check the data."
-            ) from None
+            raise self._non_finite(self.step + 1, "the discriminator output NaN") from None
+
+    def _non_finite(self, step: int, detail: str) -> TrainingError:
+        """The one-line error that stops training at a non-finite loss (pending logs dropped)."""
+        self._pending.clear()
+        kept = self._last_checkpoint or "none was written"
+        return TrainingError(
+            f"non-finite loss at step {step} ({detail}); training stopped, last good checkpoint: "
+            f"{kept}; lower the learning rate or check the data."
+        )
 
     def _done(self, max_steps: int | None) -> bool:
         return max_steps is not None and self.step >= max_steps
@@ -592,12 +591,7 @@ class Trainer:
         for (step, epoch, out), (ld, lg, dr, df) in zip(self._pending, rows):
             bad = not math.isfinite(ld) or (out["loss_g"] is not None and not math.isfinite(lg))
             if bad:
-                self._pending.clear()
-                kept = self._last_checkpoint or "none was written"
-                raise TrainingError(
-                    f"non-finite loss at step {step} (loss_d={ld}, loss_g={lg}); training stopped, "
-                    f"last good checkpoint: {kept}; lower the learning rate or check the data."
-                )
+                raise self._non_finite(step, f"loss_d={ld}, loss_g={lg}")
             self.history.append([float(step), float(epoch), ld, lg, dr, df])
             records.append(
                 {"step": step, "epoch": epoch, "loss_d": ld, "loss_g": None if out["loss_g"] is None else lg,

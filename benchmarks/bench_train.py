@@ -8,7 +8,9 @@ median is reported. Two parts:
    its own batch size: (a) ``baseline`` -- ``benchmarks/baseline.py``, a plain
    transcription of SPEC.md's loop; (b) ``faithful`` -- ``gankit.Trainer`` defaults
    (numerically identical to the baseline); (c) ``fast`` -- bf16 autocast and
-   channels-last (plus ``torch.compile`` with ``--compile``; latents on the device on CUDA).
+   channels-last (plus ``torch.compile`` with ``--compile``; on CUDA also latents on the
+   device and the whole step captured in CUDA graphs); ``fast_nograph`` (CUDA) is fast
+   mode without the graphs, for comparison.
 2. **End-to-end epochs over a JPEG folder** (task one, faithful and fast): the baseline's
    DataLoader (4 worker processes, as the original code) decodes every JPEG every epoch;
    gankit decodes the folder once into its cache, so epochs after the first cost no
@@ -41,10 +43,12 @@ TASK = {"dcgan_task1": 1, "wgan_task2": 2}
 BASELINE_WORKERS = 4  # the ML2020 baseline's DataLoader(num_workers=4)
 
 
-def fast_options(dev: torch.device, compile_: bool = False) -> dict:
-    """gankit's fast mode as benchmarked: bf16 autocast, channels-last (+ compile)."""
+def fast_options(dev: torch.device, compile_: bool = False, graph: bool = True) -> dict:
+    """gankit's fast mode as benchmarked: bf16 autocast, channels-last (+ compile);
+    on CUDA also latents on the device and the whole step in CUDA graphs."""
+    cuda = dev.type == "cuda"
     return dict(precision="bf16", channels_last=True, compile=compile_,
-                latents="device" if dev.type == "cuda" else "cpu")
+                cuda_graph=cuda and graph and not compile_, latents="device" if cuda else "cpu")
 
 
 def machine() -> dict:
@@ -98,11 +102,16 @@ def child_steps(mode: str, preset: str, device: str, steps: int, compile_: bool)
 
         out = run_baseline(TASK[preset], bs, steps, device, data=data)
         return {"images_per_s": out["images_per_s"], "peak_mem_bytes": out["peak_mem_bytes"]}
-    options = fast_options(dev, compile_) if mode == "fast" else {}
+    options = fast_options(dev, compile_, graph=mode == "fast") if mode.startswith("fast") else {}
     torch.manual_seed(0)
     trainer = Trainer(get_preset(preset), device=dev, progress=False, **options)
     batches = [b.to(dev) for b in data.split(bs)]
-    warmup = 5 if compile_ and mode == "fast" else TASK[preset] * 2 + 1  # reach a G step
+    n_critic = trainer.settings.n_critic
+    warmup = n_critic * 2 + 1  # reach a G step
+    if compile_ and mode.startswith("fast"):
+        warmup = max(warmup, 5)
+    if getattr(trainer, "cuda_graph", False):  # both step variants warmed up and captured
+        warmup = n_critic * 5 + 1
     for i in range(warmup):
         trainer.train_step(batches[i % len(batches)])
     _sync(dev)
@@ -205,18 +214,20 @@ def child_e2e(mode: str, folder: str, epochs: int, device: str) -> dict:
 
 def _run_child(args: list[str], env: dict) -> dict:
     out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        raise SystemExit(f"benchmark child {args} failed:\n{out.stderr[-2000:]}")
+    if out.returncode != 0:  # reported, and the other configurations still run
+        print(f"benchmark child {args} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per measurement (0: end to end only)")
     p.add_argument("--repeats", type=int, default=3, help="alternating rounds; the median is kept")
     p.add_argument("--presets", default="dcgan_task1,wgan_task2")
-    p.add_argument("--modes", default="baseline,faithful,fast")
+    p.add_argument("--modes", default="baseline,faithful,fast",
+                   help="comma list of baseline, faithful, fast, fast_nograph")
     p.add_argument("--compile", action="store_true", help="fast mode also uses torch.compile")
     p.add_argument("--e2e-images", type=int, default=1280, help="JPEGs in the end-to-end folder (0: skip)")
     p.add_argument("--e2e-epochs", type=int, default=2)
@@ -239,17 +250,24 @@ def main(argv: list[str] | None = None) -> int:
     common = ["--device", args.device, "--steps", str(args.steps)] + (["--compile"] if args.compile else [])
     presets, modes = args.presets.split(","), args.modes.split(",")
     samples: dict[tuple[str, str], list[dict]] = {}
+    if args.steps == 0:  # end-to-end part only
+        presets = []
     for _ in range(args.repeats):
         for preset in presets:
             for mode in modes:
                 r = _run_child([*common, "--child", "steps", mode, preset], env)
                 samples.setdefault((preset, mode), []).append(r)
-    rows = []
+    rows, failed = [], {}
+    for key, runs in samples.items():
+        failed.update({f"{key[0]}/{key[1]}": r["error"] for r in runs if "error" in r})
+        samples[key] = [r for r in runs if "error" not in r]
     for preset in presets:
         base = statistics.median(r["images_per_s"] for r in samples.get((preset, "baseline"), [])) \
-            if "baseline" in modes else None
+            if samples.get((preset, "baseline")) else None
         for mode in modes:
             runs = samples[(preset, mode)]
+            if not runs:
+                continue
             ips = statistics.median(r["images_per_s"] for r in runs)
             rows.append({
                 "preset": preset, "mode": mode, "batch_size": _batch(preset),
@@ -270,20 +288,24 @@ def main(argv: list[str] | None = None) -> int:
                 e2e[mode] = _run_child([*e2e_args, "--child", "e2e", mode, str(folder)], e2e_env)
             # a second gankit run reuses the cache: no decoding at all
             e2e["faithful_cached"] = _run_child([*e2e_args, "--child", "e2e", "faithful", str(folder)], e2e_env)
+            failed.update({f"e2e/{m}": r["error"] for m, r in e2e.items() if "error" in r})
+            e2e = {m: r for m, r in e2e.items() if "error" not in r}
             for r in e2e.values():  # steady state: the epochs after the first
                 later = r["epoch_seconds"][1:] or r["epoch_seconds"]
                 r["images_per_s_after_first_epoch"] = round(args.e2e_images * len(later) / sum(later), 2)
-            base = e2e["baseline"]["images_per_s_after_first_epoch"]
+            base = e2e.get("baseline", {}).get("images_per_s_after_first_epoch")
             for r in e2e.values():
-                r["vs_baseline"] = round(r["images_per_s_after_first_epoch"] / base, 3)
+                r["vs_baseline"] = round(r["images_per_s_after_first_epoch"] / base, 3) if base else None
     report = {"machine": machine(), "device": args.device, "steps": args.steps, "repeats": args.repeats,
               "compile": args.compile, "throughput": rows, "end_to_end": e2e,
-              "e2e_images": args.e2e_images}
+              "e2e_images": args.e2e_images, "failed": failed}
     print(format_report(report))
+    for what, err in failed.items():
+        print(f"FAILED {what}: {err}")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwrote {args.out}")
-    return 0
+    return 1 if failed else 0
 
 
 def _batch(preset: str) -> int:
@@ -297,10 +319,10 @@ def format_report(report: dict) -> str:
              + (f", GPU {m['gpu']}" if m.get("gpu") else "") + f"; torch {m['torch']}; device {report['device']}",
              f"{report['steps']} timed steps per run, median of {report['repeats']} runs",
              "",
-             f"{'preset':<12} {'mode':<9} {'batch':>5} {'images/s':>10} {'x baseline':>10} {'peak MB':>9}"]
+             f"{'preset':<12} {'mode':<12} {'batch':>5} {'images/s':>10} {'x baseline':>10} {'peak MB':>9}"]
     for r in report["throughput"]:
         ratio = f"{r['vs_baseline']:.2f}" if r["vs_baseline"] else "-"
-        lines.append(f"{r['preset']:<12} {r['mode']:<9} {r['batch_size']:>5} {r['images_per_s']:>10.1f} "
+        lines.append(f"{r['preset']:<12} {r['mode']:<12} {r['batch_size']:>5} {r['images_per_s']:>10.1f} "
                      f"{ratio:>10} {r['peak_mem_mb']:>9.0f}")
     if report["end_to_end"]:
         lines += ["", f"end to end, task one, {report['e2e_images']} JPEGs (96x96), batch 64 "
@@ -308,7 +330,7 @@ def format_report(report: dict) -> str:
         for mode, r in report["end_to_end"].items():
             secs = ", ".join(f"{s:.1f}" for s in r["epoch_seconds"])
             lines.append(f"  {mode:<16} {r['images_per_s_after_first_epoch']:7.1f} images/s after epoch 1 "
-                         f"(x{r['vs_baseline']:.2f}); setup {r['setup_seconds']:.1f} s "
+                         f"(x{r['vs_baseline'] or float('nan'):.2f}); setup {r['setup_seconds']:.1f} s "
                          f"({r.get('setup_decodes', 0)} decodes); epochs {secs} s; "
                          f"decodes per epoch {r['epoch_decodes']}")
     return "\n".join(lines)

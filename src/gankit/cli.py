@@ -141,6 +141,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         precision=args.precision,
         channels_last=args.channels_last,
         compile=args.compile,
+        cuda_graph=args.cuda_graph,
         latents=args.latents,
         data_seed=args.seed,
         progress=not args.no_progress,
@@ -327,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fp32 is faithful (default); bf16/fp16 autocast is faster with other numerics")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format (fast mode)")
     p.add_argument("--compile", action="store_true", help="torch.compile G and D (fast mode)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="capture the whole step in CUDA graphs and replay it (fast mode, CUDA only)")
     p.add_argument("--latents", choices=["cpu", "device"], default="cpu",
                    help="draw latents on the CPU generator (faithful, default) or on the device")
     p.add_argument("--sync-batchnorm", action="store_true", help="synchronise BatchNorm across ranks (torchrun)")

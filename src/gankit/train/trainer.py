@@ -10,7 +10,8 @@ original code computes them and throws them away at the next ``zero_grad``).
 
 Faster numerics are opt-in: ``precision="bf16"``/``"fp16"`` (autocast; BCE on
 probabilities is switched to its logits twin, which is autocast-safe),
-``channels_last=True``, ``compile=True`` and ``latents="device"``.
+``channels_last=True``, ``compile=True``, ``cuda_graph=True`` (CUDA: the whole step
+captured and replayed, :mod:`gankit.train.graphs`) and ``latents="device"``.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) the Trainer trains data-parallel: see
 :mod:`gankit.train.distributed`.
@@ -39,6 +40,7 @@ from ..losses import get_loss, gradient_penalty, r1_penalty
 from ..presets import Recipe, get_preset
 from . import distributed as _dist
 from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, atomic_save, load_checkpoint
+from .graphs import StepGraphs, set_capturable
 from .outputs import MetricsLog, plot_loss_curve, save_grid
 
 __all__ = ["Trainer", "resolve_device"]
@@ -119,6 +121,9 @@ class Trainer:
         precision: ``"fp32"`` (faithful, default), ``"bf16"`` or ``"fp16"`` autocast.
         channels_last: use channels-last memory format (fast mode).
         compile: ``torch.compile`` the generator and the discriminator separately.
+        cuda_graph: capture the whole training step in CUDA graphs and replay them
+            (CUDA only; fp32 or bf16; optimizers run with ``capturable=True``; see
+            :mod:`gankit.train.graphs`). A step then costs one launch.
         latents: ``"cpu"`` (faithful: ``torch.randn`` on the default CPU generator, then
             moved) or ``"device"`` (drawn on the device; faster on GPUs, other numbers).
         data_seed: seed of the shuffling of data that gankit batches itself.
@@ -166,6 +171,7 @@ class Trainer:
         precision: str = "fp32",
         channels_last: bool = False,
         compile: bool = False,
+        cuda_graph: bool = False,
         latents: str = "cpu",
         data_seed: int = 0,
         progress: bool = True,
@@ -263,6 +269,14 @@ class Trainer:
             self.g_run = torch.compile(self.g_run)
             self.d_gen = torch.compile(self.discriminator)
             self.d_run = self.d_gen if self.dist is None else torch.compile(self.d_run)
+        self.cuda_graph = cuda_graph
+        self._graphs: StepGraphs | None = None
+        if cuda_graph:
+            self._check_cuda_graph()
+            set_capturable(self.opt_g, True)
+            set_capturable(self.opt_d, True)
+            self._graphs = StepGraphs(self._compute, self._latent, z_dim=self.settings.z_dim,
+                                      latents_on_device=latents == "device", device=self.device)
 
         self.step = 0  # train_step calls so far
         self.epoch = 0  # completed epochs
@@ -294,7 +308,9 @@ class Trainer:
     def _autocast(self):
         if self._autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self._autocast_dtype)
+        # A captured step cannot keep autocast's cache of cast weights (torch.cuda.graph's
+        # rule); without the cache the casts are recomputed: same values, a little slower.
+        return torch.autocast(self.device.type, dtype=self._autocast_dtype, cache_enabled=not self.cuda_graph)
 
     def _score(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         out = net(x, return_logits=self._use_logits) if self._probability_head else net(x)
@@ -327,13 +343,25 @@ class Trainer:
             ``d_fake`` (mean discriminator outputs), as detached 0-d tensors on the
             device -- reading them (``float(...)``) waits for the device.
         """
-        s = self.settings
         real = self._prepare(_first_tensor(real))
+        g_step = (self.batch_index + 1) % self.settings.n_critic == 0
+        if self._graphs is not None:
+            out = self._graphs(real, g_step)
+        else:
+            out = self._compute(real, g_step, self._latent)
+        if g_step:
+            self.g_steps += 1
+        self.batch_index += 1
+        self.step += 1
+        return out
+
+    def _compute(self, real: torch.Tensor, g_step: bool, latent) -> dict[str, torch.Tensor | None]:
+        """The arithmetic of one step (no bookkeeping); ``latent(n)`` gives each latent batch."""
+        s = self.settings
         n = real.shape[0]
-        index = self.batch_index
 
         # -- discriminator step (SPEC steps 1-3)
-        z = self._latent(n)
+        z = latent(n)
         with torch.no_grad(), self._autocast():
             fake = self.g_run(z)  # no graph: the original detaches it anyway
         with self._autocast():
@@ -353,8 +381,8 @@ class Trainer:
 
         # -- generator step (SPEC step 4-5, every n_critic batches)
         loss_g = None
-        if (index + 1) % s.n_critic == 0:
-            z = self._latent(n)
+        if g_step:
+            z = latent(n)
             d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
             for p in d_params:  # gradients flow through D to G, but D's own are not needed
                 p.requires_grad_(False)
@@ -369,15 +397,29 @@ class Trainer:
             finally:
                 for p in d_params:
                     p.requires_grad_(True)
-            self.g_steps += 1
-        self.batch_index += 1
-        self.step += 1
         return {
             "loss_d": loss_d.detach(),
             "loss_g": None if loss_g is None else loss_g.detach(),
             "d_real": self._mean_output(real_out),
             "d_fake": self._mean_output(fake_out),
         }
+
+    def _check_cuda_graph(self) -> None:
+        """Refuse the combinations a captured step cannot run (one line each)."""
+        s = self.settings
+        problem = None
+        if self.device.type != "cuda":
+            problem = f"cuda_graph needs a CUDA device, this trainer is on {self.device.type}"
+        elif self.dist is not None:
+            problem = "cuda_graph is not supported with distributed training"
+        elif self.compiled:
+            problem = "cuda_graph and compile cannot be combined (torch.compile brings its own graphs)"
+        elif self.precision == "fp16":
+            problem = "cuda_graph does not support fp16 (its gradient scaler checks on the host)"
+        elif s.gp_weight or s.r1_gamma:
+            problem = "cuda_graph does not support gradient penalties (gp_weight / r1_gamma)"
+        if problem:
+            raise ConfigError(f"{problem}; train without cuda_graph (drop --cuda-graph).")
 
     # ------------------------------------------------------------------ sampling
 
@@ -741,7 +783,8 @@ class Trainer:
             "eval_history": [dict(r) for r in self.eval_history],
             "elapsed": self._elapsed_before + time.perf_counter() - self._t0,
             "trainer": {"precision": self.precision, "channels_last": self.channels_last,
-                        "latents": self.latents, "compile": self.compiled},
+                        "latents": self.latents, "compile": self.compiled,
+                        "cuda_graph": self.cuda_graph},
             **self._distributed_state(),
         }
 
@@ -791,6 +834,9 @@ class Trainer:
             self.discriminator.load_state_dict(ckpt["discriminator"])
             self.opt_g.load_state_dict(ckpt["opt_g"])
             self.opt_d.load_state_dict(ckpt["opt_d"])
+            # the saved groups carry the writer's capturable flag; this trainer keeps its own
+            set_capturable(self.opt_g, self.cuda_graph)
+            set_capturable(self.opt_d, self.cuda_graph)
             self.scaler_g.load_state_dict(ckpt["scaler_g"])
             self.scaler_d.load_state_dict(ckpt["scaler_d"])
         except (RuntimeError, KeyError, ValueError) as err:
@@ -813,6 +859,8 @@ class Trainer:
         if self.dist is not None:
             self._load_rank_rng(ckpt)
         self._last_saved_step = self.step
+        if self._graphs is not None:  # new optimizer state tensors: capture again
+            self._graphs.reset()
 
     def _load_rank_rng(self, ckpt: dict[str, Any]) -> None:
         ranks = ckpt.get("rng_ranks") or []

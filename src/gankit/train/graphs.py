@@ -1,0 +1,173 @@
+"""Whole-step CUDA graphs for the Trainer (fast mode, CUDA only).
+
+A training step of these networks launches a few hundred small kernels; at batch 64 a
+GPU finishes them faster than Python can issue them. :class:`StepGraphs` records the
+whole step -- discriminator step, clipping, generator step, optimizer updates, the
+logged statistics -- once into a ``torch.cuda.CUDAGraph`` and then replays it, so a
+step costs one launch.
+
+How it is used (by :class:`gankit.Trainer` with ``cuda_graph=True``):
+
+* Each variant of the step (discriminator only; discriminator + generator) first runs
+  eagerly ``warmup`` times on a side stream (cuDNN picks its algorithms, optimizer state
+  is created), then is captured, then replayed. Captured graphs keep the addresses of
+  the parameters, gradients and optimizer state they were recorded with.
+* Inputs are copied into static buffers before each replay: the real batch, and the
+  latents when they are drawn on the CPU (``latents="cpu"``); with ``latents="device"``
+  the graph draws them itself from the CUDA generator.
+* A batch of another shape (the last, smaller batch of an epoch) runs eagerly.
+* Optimizers run with ``capturable=True`` (their step counters live on the GPU).
+
+Numerics are those of the eager fast-mode step with capturable optimizers; the captured
+kernels are the ones the eager step ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError, TrainingError
+
+__all__ = ["StepGraphs", "set_capturable"]
+
+#: optimizer classes that keep no host-side state a graph would freeze (no step counter)
+_STATELESS_STEP = (torch.optim.SGD,)
+
+
+def set_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
+    """Set ``capturable`` on every parameter group and move step counters to match.
+
+    A capturable optimizer keeps its step counters as float32 tensors on the parameters'
+    device (so a CUDA graph can advance them); a plain one keeps them on the CPU.
+
+    Raises:
+        ConfigError: ``capturable=True`` for an optimizer that cannot be captured.
+    """
+    if capturable and not isinstance(optimizer, _STATELESS_STEP) and "capturable" not in optimizer.defaults:
+        raise ConfigError(
+            f"{type(optimizer).__name__} cannot run inside a CUDA graph (no capturable option); "
+            "use Adam, AdamW, RMSprop or SGD, or train without cuda_graph."
+        )
+    for group in optimizer.param_groups:
+        if "capturable" in group:
+            group["capturable"] = capturable
+        if group.get("fused"):  # fused optimizers keep their counters on the device anyway
+            continue
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            step = state.get("step")
+            if isinstance(step, torch.Tensor):
+                device = p.device if capturable else torch.device("cpu")
+                state["step"] = step.to(device=device, dtype=torch.float32)
+
+
+class StepGraphs:
+    """Capture-and-replay of a training step, one graph per variant of the step.
+
+    Args:
+        step_fn: ``step_fn(real, g_step, latent)`` runs one step eagerly and returns the
+            ``loss_d``, ``loss_g``, ``d_real``, ``d_fake`` tensors (``loss_g`` None when
+            the generator does not step); ``latent(n)`` gives the latents it uses, in order.
+        draw_latent: draws one latent batch for the eager path (``latent(n)`` above).
+        z_dim: the latent size.
+        latents_on_device: the latents are drawn on the GPU inside the graph; otherwise
+            they are drawn on the host before each replay and copied in.
+        device: the CUDA device.
+        warmup: eager runs of each variant before it is captured.
+    """
+
+    def __init__(
+        self,
+        step_fn: Callable[..., dict[str, torch.Tensor | None]],
+        draw_latent: Callable[[int], torch.Tensor],
+        *,
+        z_dim: int,
+        latents_on_device: bool,
+        device: torch.device,
+        warmup: int = 3,
+    ) -> None:
+        self.step_fn = step_fn
+        self.draw_latent = draw_latent
+        self.z_dim = z_dim
+        self.latents_on_device = latents_on_device
+        self.device = device
+        self.warmup = warmup
+        self._side = torch.cuda.Stream(device=device)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every captured graph (after optimizer state was replaced, e.g. on resume)."""
+        self._graphs: dict[bool, dict[str, Any]] = {}
+        self._eager_runs: dict[bool, int] = {False: 0, True: 0}
+        self._shape: tuple[int, ...] | None = None
+
+    @property
+    def captured(self) -> int:
+        """How many variants are captured so far."""
+        return len(self._graphs)
+
+    def __call__(self, real: torch.Tensor, g_step: bool) -> dict[str, torch.Tensor | None]:
+        """Run one step: eager warm-up, capture, or replay."""
+        if self._shape is None:
+            self._shape = tuple(real.shape)
+        if tuple(real.shape) != self._shape:  # e.g. the smaller last batch of an epoch
+            return self.step_fn(real, g_step, self.draw_latent)
+        graph = self._graphs.get(g_step)
+        if graph is None:
+            if self._eager_runs[g_step] < self.warmup:
+                self._eager_runs[g_step] += 1
+                return self._eager_on_side_stream(real, g_step)
+            graph = self._graphs[g_step] = self._capture(real, g_step)
+        return self._replay(graph, real, g_step)
+
+    # ------------------------------------------------------------------ internals
+
+    def _eager_on_side_stream(self, real: torch.Tensor, g_step: bool) -> dict[str, torch.Tensor | None]:
+        current = torch.cuda.current_stream(self.device)
+        self._side.wait_stream(current)
+        with torch.cuda.stream(self._side):
+            out = self.step_fn(real, g_step, self.draw_latent)
+        current.wait_stream(self._side)
+        return out
+
+    def _capture(self, real: torch.Tensor, g_step: bool) -> dict[str, Any]:
+        n = real.shape[0]
+        static_real = torch.empty_like(real)  # same strides (channels-last stays so)
+        # With host-drawn latents the step asks for one latent batch per network step, in
+        # order; the graph reads them from these buffers, filled before each replay.
+        count = 0 if self.latents_on_device else (2 if g_step else 1)
+        latents = [torch.empty(n, self.z_dim, device=self.device) for _ in range(count)]
+        cursor = iter(latents)
+
+        def graph_latent(m: int) -> torch.Tensor:
+            return self.draw_latent(m) if self.latents_on_device else next(cursor)
+
+        graph = torch.cuda.CUDAGraph()
+        torch.cuda.synchronize(self.device)
+        try:
+            with torch.cuda.graph(graph):
+                out = self.step_fn(static_real, g_step, graph_latent)
+                nan = torch.full((), float("nan"), device=self.device)
+                loss_g = out["loss_g"]
+                packed = torch.stack([
+                    out["loss_d"].float(), nan if loss_g is None else loss_g.float(),
+                    out["d_real"].float(), out["d_fake"].float(),
+                ])
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise TrainingError(
+                f"could not capture the training step in a CUDA graph ({first[:160]}); "
+                "train without cuda_graph (drop --cuda-graph)."
+            ) from None
+        return {"graph": graph, "real": static_real, "latents": latents, "packed": packed}
+
+    def _replay(self, graph: dict[str, Any], real: torch.Tensor, g_step: bool) -> dict[str, torch.Tensor | None]:
+        graph["real"].copy_(real, non_blocking=True)
+        for buf in graph["latents"]:  # drawn in the eager order: D-step latents, then G-step
+            buf.copy_(self.draw_latent(buf.shape[0]), non_blocking=True)
+        graph["graph"].replay()
+        row = graph["packed"].clone()  # the next replay overwrites the static outputs
+        return {"loss_d": row[0], "loss_g": row[1] if g_step else None, "d_real": row[2], "d_fake": row[3]}

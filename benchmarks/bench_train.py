@@ -102,9 +102,14 @@ def child_steps(mode: str, preset: str, device: str, steps: int, compile_: bool)
 
         out = run_baseline(TASK[preset], bs, steps, device, data=data)
         return {"images_per_s": out["images_per_s"], "peak_mem_bytes": out["peak_mem_bytes"]}
-    options = fast_options(dev, compile_, graph=mode == "fast") if mode.startswith("fast") else {}
+    options = fast_options(dev, compile_, graph=mode != "fast_nograph") if mode.startswith("fast") else {}
     torch.manual_seed(0)
     trainer = Trainer(get_preset(preset), device=dev, progress=False, **options)
+    if mode == "fast_fused":  # experiment: Adam's fused kernel (one launch per update)
+        for opt in (trainer.opt_g, trainer.opt_d):
+            if isinstance(opt, torch.optim.Adam):
+                for group in opt.param_groups:
+                    group["fused"], group["foreach"] = True, False
     batches = [b.to(dev) for b in data.split(bs)]
     n_critic = trainer.settings.n_critic
     warmup = n_critic * 2 + 1  # reach a G step

@@ -34,18 +34,18 @@ def _assert_same_training(eager: nn.Module, graphed: nn.Module, start: dict) -> 
     element may differ by one Adam step: its gradient is rounding noise, so its sign is.)"""
     names = [k for k, v in eager.state_dict().items() if v.is_floating_point()]
     e_sd, g_sd = eager.state_dict(), graphed.state_dict()
-    update = torch.cat([(e_sd[k].float() - start[k].float()).flatten() for k in names])
+    update = torch.cat([(e_sd[k].float() - start[k].to(e_sd[k].device).float()).flatten() for k in names])
     diff = torch.cat([(g_sd[k].float() - e_sd[k].float()).flatten() for k in names])
     assert update.norm() > 0, "nothing trained"
     assert (diff.abs() > 1e-6).float().mean() < 1e-3, "replayed updates differ from the eager ones"
     assert diff.norm() < 0.05 * update.norm()
 
 
-def _recipe(name: str = "dcgan_task1"):
+def _recipe(name: str = "dcgan_task1", **kw):
     torch.manual_seed(0)
     if name == "wgan_task2":  # fixed to 64x64 by the report
-        return get_preset(name)
-    return get_preset(name, image_size=32, base_channels=16)
+        return get_preset(name, **kw)
+    return get_preset(name, image_size=32, base_channels=16, **kw)
 
 
 def test_cuda_graph_is_refused_off_cuda_with_a_one_line_error():
@@ -120,7 +120,7 @@ def test_cuda_graph_task2_captures_both_variants_and_clips():
 @cuda
 def test_cuda_graph_bf16_channels_last_trains_and_logs_every_step():
     torch.manual_seed(0)
-    trainer = Trainer(_recipe(), device="cuda", progress=False, precision="bf16", channels_last=True,
+    trainer = Trainer(_recipe(batch_size=8), device="cuda", progress=False, precision="bf16", channels_last=True,
                       latents="device", cuda_graph=True, log_every=4)
     data = torch.rand(8 * 4, 3, 32, 32) * 2 - 1
     trainer.fit(data, max_steps=12)
@@ -132,7 +132,7 @@ def test_cuda_graph_bf16_channels_last_trains_and_logs_every_step():
 @cuda
 def test_cuda_graph_smaller_last_batch_runs_eagerly_and_resume_recaptures(tmp_path):
     torch.manual_seed(0)
-    trainer = Trainer(_recipe(), device="cuda", progress=False, cuda_graph=True, out_dir=tmp_path)
+    trainer = Trainer(_recipe(batch_size=8), device="cuda", progress=False, cuda_graph=True, out_dir=tmp_path)
     data = torch.rand(8 * 5 + 3, 3, 32, 32) * 2 - 1  # 5 full batches and one of 3
     trainer.fit(data, epochs=2)
     assert trainer.step == 12 and trainer._graphs.captured == 1

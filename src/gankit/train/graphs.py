@@ -24,6 +24,7 @@ kernels are the ones the eager step ran.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -128,7 +129,9 @@ class StepGraphs:
     def _eager_on_side_stream(self, real: torch.Tensor, g_step: bool) -> dict[str, torch.Tensor | None]:
         current = torch.cuda.current_stream(self.device)
         self._side.wait_stream(current)
-        with torch.cuda.stream(self._side):
+        with torch.cuda.stream(self._side), warnings.catch_warnings():
+            # torch warns that capturable optimizers run uncaptured: that is what warm-up is
+            warnings.filterwarnings("ignore", message=".*capturable=True.*", category=UserWarning)
             out = self.step_fn(real, g_step, self.draw_latent)
         current.wait_stream(self._side)
         return out

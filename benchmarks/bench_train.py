@@ -105,11 +105,6 @@ def child_steps(mode: str, preset: str, device: str, steps: int, compile_: bool)
     options = fast_options(dev, compile_, graph=mode != "fast_nograph") if mode.startswith("fast") else {}
     torch.manual_seed(0)
     trainer = Trainer(get_preset(preset), device=dev, progress=False, **options)
-    if mode == "fast_fused":  # experiment: Adam's fused kernel (one launch per update)
-        for opt in (trainer.opt_g, trainer.opt_d):
-            if isinstance(opt, torch.optim.Adam):
-                for group in opt.param_groups:
-                    group["fused"], group["foreach"] = True, False
     batches = [b.to(dev) for b in data.split(bs)]
     n_critic = trainer.settings.n_critic
     warmup = n_critic * 2 + 1  # reach a G step

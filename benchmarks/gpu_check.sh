@@ -22,7 +22,7 @@ status=0
 timeout 150 $PY -m pytest -q -k cuda -p no:cacheprovider tests 2>&1 | tee "$out/cuda_tests.log" || status=1
 # training steps: baseline loop, faithful, fast without and with CUDA graphs (both presets)
 timeout 170 $PY benchmarks/bench_train.py --device cuda --steps 200 --repeats 1 --e2e-images 0 \
-    --modes baseline,faithful,fast_nograph,fast,fast_fused --out "$out/bench_cuda_steps.json" 2>&1 \
+    --modes baseline,faithful,fast_nograph,fast --out "$out/bench_cuda_steps.json" 2>&1 \
     | tee "$out/bench_cuda_steps.txt" || status=1
 # end to end over a JPEG folder (the baseline with its 4-worker DataLoader)
 timeout 120 $PY benchmarks/bench_train.py --device cuda --steps 0 --e2e-images 4096 --e2e-epochs 3 \

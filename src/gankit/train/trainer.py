@@ -40,7 +40,7 @@ from ..losses import get_loss, gradient_penalty, r1_penalty
 from ..presets import Recipe, get_preset
 from . import distributed as _dist
 from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, atomic_save, load_checkpoint
-from .graphs import StepGraphs, set_capturable
+from .graphs import StepGraphs, make_graph_safe, optimizer_flags, restore_optimizer_flags
 from .outputs import MetricsLog, plot_loss_curve, save_grid
 
 __all__ = ["Trainer", "resolve_device"]
@@ -122,8 +122,8 @@ class Trainer:
         channels_last: use channels-last memory format (fast mode).
         compile: ``torch.compile`` the generator and the discriminator separately.
         cuda_graph: capture the whole training step in CUDA graphs and replay them
-            (CUDA only; fp32 or bf16; optimizers run with ``capturable=True``; see
-            :mod:`gankit.train.graphs`). A step then costs one launch.
+            (CUDA only; fp32 or bf16; optimizers run with ``capturable=True``, Adam with
+            its fused kernel; see :mod:`gankit.train.graphs`). A step then costs one launch.
         latents: ``"cpu"`` (faithful: ``torch.randn`` on the default CPU generator, then
             moved) or ``"device"`` (drawn on the device; faster on GPUs, other numbers).
         data_seed: seed of the shuffling of data that gankit batches itself.
@@ -273,8 +273,8 @@ class Trainer:
         self._graphs: StepGraphs | None = None
         if cuda_graph:
             self._check_cuda_graph()
-            set_capturable(self.opt_g, True)
-            set_capturable(self.opt_d, True)
+            make_graph_safe(self.opt_g)
+            make_graph_safe(self.opt_d)
             self._graphs = StepGraphs(self._compute, self._latent, z_dim=self.settings.z_dim,
                                       latents_on_device=latents == "device", device=self.device)
 
@@ -832,11 +832,11 @@ class Trainer:
         try:
             self.generator.load_state_dict(ckpt["generator"])
             self.discriminator.load_state_dict(ckpt["discriminator"])
-            self.opt_g.load_state_dict(ckpt["opt_g"])
-            self.opt_d.load_state_dict(ckpt["opt_d"])
-            # the saved groups carry the writer's capturable flag; this trainer keeps its own
-            set_capturable(self.opt_g, self.cuda_graph)
-            set_capturable(self.opt_d, self.cuda_graph)
+            # the saved groups carry the writer's execution flags; this trainer keeps its own
+            for opt, key in ((self.opt_g, "opt_g"), (self.opt_d, "opt_d")):
+                flags = optimizer_flags(opt)
+                opt.load_state_dict(ckpt[key])
+                restore_optimizer_flags(opt, flags)
             self.scaler_g.load_state_dict(ckpt["scaler_g"])
             self.scaler_d.load_state_dict(ckpt["scaler_d"])
         except (RuntimeError, KeyError, ValueError) as err:

@@ -223,7 +223,7 @@ def _run_child(args: list[str], env: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per measurement (0: end to end only)")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per measurement (0: end to end only)")
     p.add_argument("--repeats", type=int, default=3, help="alternating rounds; the median is kept")
     p.add_argument("--presets", default="dcgan_task1,wgan_task2")
     p.add_argument("--modes", default="baseline,faithful,fast",

@@ -32,6 +32,7 @@ TRAIN_EPILOG = """examples:
   gankit train dcgan_task1 --data faces/ --epochs 51 --out runs/task1
   gankit train wgan_task2 --data cifar10 --set image_size=64 --batch-size 64
   gankit train dcgan_task1 --precision bf16 --channels-last  # fast mode (other numerics)
+  gankit train dcgan_task1 --device cuda --precision bf16 --channels-last --cuda-graph --latents device
   gankit train dcgan_task1 --resume runs/task1/checkpoints/last.pt
   torchrun --standalone --nproc_per_node=4 -m gankit train dcgan_task1 --data faces/
 """

@@ -41,8 +41,8 @@ def main() -> None:
             conv = torch.nn.Conv2d(cin, cout, 5, 2, 2).to(dtype, memory_format=fmt)
             x = torch.randn(64, cin, side, side).to(dtype).contiguous(memory_format=fmt).requires_grad_()
             grad = torch.randn_like(conv(x))
-            fwd = _seconds(lambda: conv(x.detach()))
-            both = _seconds(lambda: torch.autograd.grad(conv(x), (x, conv.weight), grad))
+            fwd = _seconds(lambda c=conv, x=x: c(x.detach()))
+            both = _seconds(lambda c=conv, x=x, g=grad: torch.autograd.grad(c(x), (x, c.weight), g))
             rates[name] = (flops / fwd / 1e9, 3 * flops / both / 1e9)  # backward: data + weights
         (f32, b32), (f16, b16) = rates["fp32"], rates["bf16"]
         print(f"{cin}->{cout} @{side:<4}  {f32:9.0f} {f16:9.0f} {f16 / f32:5.2f}x {b32:9.0f} {b16:9.0f} {b16 / b32:5.2f}x")

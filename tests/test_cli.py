@@ -94,6 +94,7 @@ def test_sample_and_export(trained, tmp_path, capsys):
         (["train", "dcgan_task1", "--set", "novalue"], "key=value"),
         (["train", "dcgan_task1", "--data", "/no/such/folder", *TINY], "/no/such/folder"),
         (["train", "dcgan_task1", "--device", "warp"], "device"),
+        (["train", "dcgan_task1", "--cuda-graph", "--data", "toy-faces", *TINY], "drop --cuda-graph"),
         (["sample", "/no/such.pt", "--out", "x.png"], "does not exist"),
         (["export", "/no/such.pt"], "does not exist"),
     ],

@@ -110,8 +110,8 @@ def child_steps(mode: str, preset: str, device: str, steps: int, compile_: bool)
     warmup = n_critic * 2 + 1  # reach a G step
     if compile_ and mode.startswith("fast"):
         warmup = max(warmup, 5)
-    if getattr(trainer, "cuda_graph", False):  # both step variants warmed up and captured
-        warmup = n_critic * 5 + 1
+    if trainer.cuda_graph:  # both step variants warmed up, captured and replayed once
+        warmup = (trainer._graphs.warmup + 2) * n_critic
     for i in range(warmup):
         trainer.train_step(batches[i % len(batches)])
     _sync(dev)

@@ -78,14 +78,19 @@ def restore_optimizer_flags(optimizer: torch.optim.Optimizer, flags: list[dict[s
 
 
 def _place_step_counters(optimizer: torch.optim.Optimizer) -> None:
-    # capturable or fused: float32 counters on the parameters' device; else on the CPU
+    # torch's own placement rule (Optimizer.load_state_dict): capturable or fused keep
+    # float32 counters on the parameters' device; plain ones keep theirs, on the CPU.
     for group in optimizer.param_groups:
         on_device = bool(group.get("capturable") or group.get("fused"))
         for p in group["params"]:
-            step = optimizer.state.get(p, {}).get("step")
-            if isinstance(step, torch.Tensor):
-                device = p.device if on_device else torch.device("cpu")
-                optimizer.state[p]["step"] = step.to(device=device, dtype=torch.float32)
+            state = optimizer.state.get(p, {})
+            step = state.get("step")
+            if not isinstance(step, torch.Tensor):
+                continue
+            if on_device:
+                state["step"] = step.to(device=p.device, dtype=torch.float32)
+            elif step.device.type != "cpu":
+                state["step"] = step.cpu()
 
 
 class StepGraphs:

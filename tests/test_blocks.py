@@ -12,6 +12,7 @@ from gankit import ConfigError
 from gankit.blocks import (
     ConvHead,
     LatentProjection,
+    LayerContainer,
     LinearHead,
     OutputConv,
     conv_out_size,
@@ -149,3 +150,41 @@ def test_channel_lists_that_do_not_chain_raise():
         Discriminator(downsampling_stack([3, 8], input_size=8), LinearHead(10), image_shape=(3, 8, 8))
     with pytest.raises(ConfigError, match="one score"):
         Discriminator(downsampling_stack([3, 8]), ConvHead(8, 2), image_shape=(3, 16, 16))
+
+
+@pytest.mark.parametrize(
+    "build,keys",
+    [
+        (
+            lambda: LatentProjection(16, 8, 2),
+            ["pre.0.weight", "pre.1.weight", "pre.1.bias", "pre.1.running_mean",
+             "pre.1.running_var", "pre.1.num_batches_tracked"],
+        ),
+        (
+            lambda: LatentProjection(16, 8, 2, bias=True, norm_position="after_reshape"),
+            ["pre.0.weight", "pre.0.bias", "post.0.weight", "post.0.bias", "post.0.running_mean",
+             "post.0.running_var", "post.0.num_batches_tracked"],
+        ),
+        (lambda: ConvHead(8, 4, sigmoid=True), ["layers.0.weight", "layers.0.bias"]),
+        (lambda: LinearHead(32, sigmoid=True), ["layers.0.weight", "layers.0.bias"]),
+    ],
+)
+def test_containers_are_sequentials_with_the_checkpoint_keys_of_before(build, keys):
+    # Sequential subclasses so that torchsummary prints no row for them; their state_dict
+    # keys stay those of the plain nn.Module versions, so saved checkpoints still load.
+    block = build()
+    assert isinstance(block, LayerContainer) and isinstance(block, nn.Sequential)
+    assert list(block.state_dict()) == keys
+    g, d = dcgan_generator(), dcgan_discriminator()
+    assert next(iter(g.state_dict())) == "projection.pre.0.weight"
+    assert list(d.state_dict())[-2:] == ["head.layers.0.weight", "head.layers.0.bias"]
+
+
+def test_layer_container_without_forward_raises():
+    class Bare(LayerContainer):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+    with pytest.raises(NotImplementedError, match="Bare must define forward"):
+        Bare()(torch.zeros(1, 2))

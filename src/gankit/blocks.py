@@ -1,9 +1,10 @@
 """Composable building blocks: upsampling and downsampling stacks, latent projection, heads.
 
-Every stack is a plain :class:`torch.nn.Sequential` of torch layers, so a layer table
-(:func:`gankit.summary`) lists exactly one row per layer, as the report's tables do.
-Reshapes and flattens are never modules: they happen in ``forward`` with
-:func:`einops.rearrange`.
+Every stack is a plain :class:`torch.nn.Sequential` of torch layers, and every block
+that holds layers (:class:`LatentProjection`, :class:`ConvHead`, :class:`LinearHead`) is a
+:class:`LayerContainer`, so a layer table -- torchsummary's or :func:`gankit.summary`'s --
+lists exactly one row per layer call, as the report's tables do. Reshapes and flattens
+are never modules: they happen in ``forward`` with :func:`einops.rearrange`.
 
 Settings that may differ per stage (kernel size, stride, padding, output padding, bias,
 normalisation, activation, dropout) take either one value for every stage or a
@@ -31,6 +32,7 @@ __all__ = [
     "OutputConv",
     "upsampling_stack",
     "downsampling_stack",
+    "LayerContainer",
     "LatentProjection",
     "ConvHead",
     "LinearHead",
@@ -353,12 +355,39 @@ def downsampling_stack(
     )
 
 
-class LatentProjection(nn.Module):
+class LayerContainer(nn.Sequential):
+    """Base class of gankit's blocks that hold layers: a container, never a row of its own.
+
+    torchsummary 1.5.1 hooks every module that is not an :class:`torch.nn.Sequential`,
+    not an :class:`torch.nn.ModuleList` and not the model itself, so a custom container
+    written as a plain :class:`torch.nn.Module` would print a row of its own (e.g.
+    ``LatentProjection-4``) and add its output to "Forward/backward pass size". Deriving
+    from :class:`torch.nn.Sequential` is what keeps such a block out of the table;
+    :func:`gankit.summary` applies the same rule (see :mod:`gankit.tables`).
+
+    A subclass is a Sequential in name only: it calls ``super().__init__()`` with no
+    layers, assigns its sub-modules as named attributes (so the ``state_dict`` keys are
+    e.g. ``pre.0.weight``, exactly those of a plain ``nn.Module`` with the same
+    attributes), and defines its own ``forward``, which replaces Sequential's
+    layer-after-layer one. Building it draws nothing from the RNG, so parameters are
+    created, and initialised under a seed, as before.
+    """
+
+    def forward(self, *args, **kwargs):
+        """Subclasses define the computation; a bare container has none."""
+        raise NotImplementedError(f"{type(self).__name__} must define forward().")
+
+
+class LatentProjection(LayerContainer):
     """Project a latent vector to a feature map: ``Linear``, reshape, with norm/act around it.
 
     The normalisation and activation go either before the reshape (on the flat
     ``(N, C*H*W)`` vector, ``BatchNorm1d``: the ML2020 DCGAN) or after it (on the
     ``(N, C, H, W)`` map, ``BatchNorm2d``: the LSGAN/WGAN generator of task two).
+
+    A :class:`LayerContainer` (an ``nn.Sequential`` subclass with its own ``forward``):
+    torchsummary lists every module that is not a Sequential, so this keeps the block
+    itself out of the table and only its layers are rows.
 
     Args:
         z_dim: latent size.
@@ -420,10 +449,14 @@ class LatentProjection(nn.Module):
         return self.post(x)
 
 
-class ConvHead(nn.Module):
+class ConvHead(LayerContainer):
     """A critic head: one convolution to a single 1x1 score, optionally followed by a sigmoid.
 
     The ``(N, 1, 1, 1)`` output is flattened to ``(N,)`` in ``forward``.
+
+    A :class:`LayerContainer` (an ``nn.Sequential`` subclass with its own ``forward``):
+    torchsummary lists every module that is not a Sequential, so this keeps the block
+    itself out of the table and only its layers are rows.
 
     Args:
         in_channels: channels of the incoming feature map.
@@ -466,8 +499,12 @@ class ConvHead(nn.Module):
         return rearrange(layers(x), "n 1 1 1 -> n")
 
 
-class LinearHead(nn.Module):
+class LinearHead(LayerContainer):
     """A critic head: flatten the feature map, then ``Linear(C*H*W, 1)``, optionally a sigmoid.
+
+    A :class:`LayerContainer` (an ``nn.Sequential`` subclass with its own ``forward``):
+    torchsummary lists every module that is not a Sequential, so this keeps the block
+    itself out of the table and only its layers are rows.
 
     Args:
         in_features: ``C * H * W`` of the incoming feature map.

@@ -21,10 +21,12 @@ compares them byte for byte on the presets and row for row on other models):
   ``size`` (other parameters, such as a parametrization's ``original``, are not counted).
   A row is trainable when its ``weight`` requires gradients; a row without a weight is
   never trainable, even with a bias.
-* **Sizes** (float32, 4 bytes a number, MB = 2^20 bytes): input = |prod(input_size)| x 4;
-  forward/backward pass = 2 x |sum over rows of the product of the row's shape entries,
-  the -1s included| x 4 (the x2 counts gradients); params = total params x 4; the total
-  adds params, forward/backward and input in that order, as torchsummary does.
+* **Sizes** (float32, 4 bytes a number, MB = 2^20 bytes): input = prod(input_size) x 4;
+  forward/backward pass = 2 x the absolute value of the sum, over rows, of the product of
+  each row's shape entries, the -1s included, x 4 (the x2 counts gradients; a row with two
+  output shapes has two -1s, so its product is positive while the others are negative);
+  params = total params x 4; the total adds params, forward/backward and input in that
+  order, as torchsummary does.
 
 Where torchsummary stops with an error (a model without any weight or bias, a list of
 outputs whose shapes differ in length) the table is still built; a module whose output

@@ -104,7 +104,8 @@ def main() -> None:
     size = (recipe.channels, recipe.image_size, recipe.image_size)
     table = gankit.summary(recipe.discriminator, size, print_fn=None)  # the layer table
     print(f"{recipe.name}: generator {sum(p.numel() for p in recipe.generator.parameters()):,}"
-          f" parameters, critic {table.total_params:,} parameters in {len(table.rows)} layers")
+          f" parameters, critic {table.total_params:,} parameters"
+          f" ({len(table.rows)} table rows, spectral norm's own rows included)")
 
     trainer = gankit.Trainer(recipe, device=args.device, out_dir=args.out,
                              progress=not args.quick)

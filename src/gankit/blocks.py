@@ -375,7 +375,8 @@ class LayerContainer(nn.Sequential):
 
     def forward(self, *args, **kwargs):
         """Subclasses define the computation; a bare container has none."""
-        raise NotImplementedError(f"{type(self).__name__} must define forward().")
+        raise TypeError(f"{type(self).__name__} defines no forward(); a LayerContainer subclass "
+                        "must define its own computation.")
 
 
 class LatentProjection(LayerContainer):

@@ -186,5 +186,5 @@ def test_layer_container_without_forward_raises():
             super().__init__()
             self.fc = nn.Linear(2, 2)
 
-    with pytest.raises(TypeError, match="Bare must define forward"):
+    with pytest.raises(TypeError, match="Bare defines no forward"):
         Bare()(torch.zeros(1, 2))

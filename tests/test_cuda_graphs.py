@@ -104,7 +104,7 @@ def _pair(name: str, latents: str, steps: int, precision: str = "fp32", bs: int 
 @pytest.mark.parametrize("latents", ["cpu", "device"])
 def test_cuda_graph_task1_matches_the_eager_step(latents):
     ((eager, log_e), (graphed, log_g)), start = _pair("dcgan_task1", latents, steps=10)
-    assert graphed._graphs.captured == 1  # task one: every step has a generator step
+    assert graphed.captured_graphs == 1  # task one: every step has a generator step
     assert len(set(log_g[4:])) > 1  # replays really train (losses change)
     torch.testing.assert_close(torch.tensor(log_g), torch.tensor(log_e), rtol=1e-4, atol=1e-5)
     _assert_same_training(eager.generator, graphed.generator, start["g"])
@@ -114,7 +114,7 @@ def test_cuda_graph_task1_matches_the_eager_step(latents):
 @cuda
 def test_cuda_graph_task2_captures_both_variants_and_clips():
     ((eager, log_e), (graphed, log_g)), start = _pair("wgan_task2", "cpu", steps=22)
-    assert graphed._graphs.captured == 2  # critic-only and critic + generator
+    assert graphed.captured_graphs == 2  # critic-only and critic + generator
     assert graphed.g_steps == eager.g_steps == 4
     c = graphed.settings.clip_value
     assert all(p.abs().max() <= c for p in graphed.discriminator.parameters())
@@ -130,8 +130,8 @@ def test_cuda_graph_bf16_channels_last_trains_and_logs_every_step():
                       latents="device", cuda_graph=True, log_every=4)
     data = torch.rand(8 * 4, 3, 32, 32) * 2 - 1
     trainer.fit(data, max_steps=12)
-    assert trainer._graphs.captured == 1
-    losses = [row[2] for row in trainer.history]
+    assert trainer.captured_graphs == 1
+    losses = [row["loss_d"] for row in trainer.history]
     assert len(losses) == 12 and len(set(losses)) == 12  # each step logged its own value
 
 
@@ -141,12 +141,12 @@ def test_cuda_graph_smaller_last_batch_runs_eagerly_and_resume_recaptures(tmp_pa
     trainer = Trainer(_recipe(batch_size=8), device="cuda", progress=False, cuda_graph=True, out_dir=tmp_path)
     data = torch.rand(8 * 5 + 3, 3, 32, 32) * 2 - 1  # 5 full batches and one of 3
     trainer.fit(data, epochs=2)
-    assert trainer.step == 12 and trainer._graphs.captured == 1
+    assert trainer.step == 12 and trainer.captured_graphs == 1
     path = trainer.save(tmp_path / "ck.pt")
     again = Trainer.load(path, device="cuda", progress=False, cuda_graph=True)
     assert again.opt_d.param_groups[0]["capturable"] is True
     again.fit(data, epochs=3)
-    assert again.step == 18 and again._graphs.captured == 1
+    assert again.step == 18 and again.captured_graphs == 1
     plain = Trainer.load(path, device="cuda", progress=False)  # a graph checkpoint, resumed eagerly
     assert plain.opt_d.param_groups[0]["capturable"] is False
     plain.fit(data, epochs=3)

@@ -26,7 +26,7 @@ from torch.testing import assert_close
 from gankit import ConfigError, Trainer
 from gankit.presets import Recipe, RecipeSettings, get_preset
 from gankit.train import distributed as gdist
-from gankit.train import load_checkpoint
+from gankit.train import Callback, load_checkpoint
 
 THIS = Path(__file__).resolve()
 DEVICE = os.environ.get("GANKIT_TEST_DEVICE", "cpu")
@@ -256,9 +256,9 @@ def test_single_process_checkpoint_resumes_under_two_processes(resumed):
 def test_two_ranks_of_16_equal_one_process_of_32(trained):
     reals, zs = equivalence_inputs()
     torch.manual_seed(3)
-    single = Trainer(no_batchnorm_recipe(32), **KW, distributed=False)
     feed = iter(zs)
-    single._latent = lambda n: next(feed).to(single.device)
+    single = Trainer(no_batchnorm_recipe(32), **KW, distributed=False,
+                     latent_sampler=lambda n, z_dim: next(feed))
     for x in reals:
         single.train_step(x)
     ddp = torch.load(trained / "equiv_params.pt")
@@ -399,32 +399,25 @@ def _worker(phase: str, work: Path) -> None:
     trainer_mod.save_grid = counting(trainer_mod.save_grid, "grid")
     trainer_mod.plot_loss_curve = counting(trainer_mod.plot_loss_curve, "curve")
 
-    def instrument(t: Trainer) -> dict:
-        rep = {"identical_after_step": [], "param_sums": [], "first_latents": [], "real_sums": [],
-               "local_batch": [], "loss_d": [], "g_stepped": []}
-        step_fn, latent_fn = t.train_step, t._latent
-        drawn = []
+    class Recorder(Callback):
+        """Watches every step through the public callback seam."""
 
-        def latent(n):
-            z = latent_fn(n)
-            drawn.append(z)
-            return z
+        name = "recorder"
 
-        def step(real):
-            drawn.clear()
-            out = step_fn(real)
+        def __init__(self) -> None:
+            self.rep = {"identical_after_step": [], "param_sums": [], "first_latents": [], "real_sums": [],
+                        "local_batch": [], "loss_d": [], "g_stepped": []}
+
+        def on_step_end(self, t, batch, out):
+            rep = self.rep
             flat = flat_params(t)
             rep["identical_after_step"].append(_all_equal(flat, world))
             rep["param_sums"].append(float(flat.double().sum()))
-            rep["first_latents"].append(drawn[0][0].cpu().tolist())
-            rep["real_sums"].append(float(real.double().sum()))
-            rep["local_batch"].append(int(real.shape[0]))
+            rep["first_latents"].append(t.step_latents[0][0].cpu().tolist())
+            rep["real_sums"].append(float(batch.images.double().sum()))
+            rep["local_batch"].append(int(batch.images.shape[0]))
             rep["loss_d"].append(float(out["loss_d"]))
             rep["g_stepped"].append(out["loss_g"] is not None)
-            return out
-
-        t.train_step, t._latent = step, latent
-        return rep
 
     def dump(tag: str, rep: dict) -> None:
         (work / f"{tag}_rank{rank}.json").write_text(json.dumps(rep))
@@ -441,10 +434,12 @@ def _worker(phase: str, work: Path) -> None:
                 for key in writes:
                     writes[key] = 0
                 torch.manual_seed(0)
-                t = Trainer(get_preset(name, **overrides(name)), **KW, out_dir=work / name / run[0])
+                rec = Recorder()
+                t = Trainer(get_preset(name, **overrides(name)), **KW, out_dir=work / name / run[0],
+                            callbacks=[rec])
                 assert t.dist is not None and t.dist.world_size == world and t.is_main == (rank == 0)
                 assert t.d_gen is t.discriminator  # the generator step calls the plain D
-                rep = instrument(t)
+                rep = rec.rep
                 t.fit(images(name), max_steps=steps)
                 rep.update(steps=t.step, writes=dict(writes), z_sample=t.z_sample.tolist(),
                            max_abs_d_param=max(float(p.abs().max()) for p in t.discriminator.parameters()),
@@ -463,12 +458,12 @@ def _worker(phase: str, work: Path) -> None:
         # 2 ranks x 16 images against 1 process x 32 (the test runs the single process).
         reals, zs = equivalence_inputs()
         torch.manual_seed(3)
-        t = Trainer(no_batchnorm_recipe(32), **KW)
-        if rank == 0:
-            torch.save(flat_params(t), work / "equiv_params_init.pt")
         per = 32 // world
         feed = iter(zs)
-        t._latent = lambda n: next(feed)[rank * per:(rank + 1) * per].to(t.device)
+        t = Trainer(no_batchnorm_recipe(32), **KW,
+                    latent_sampler=lambda n, z_dim: next(feed)[rank * per:(rank + 1) * per])
+        if rank == 0:
+            torch.save(flat_params(t), work / "equiv_params_init.pt")
         for x in reals:
             t.train_step(x[rank * per:(rank + 1) * per])
         if rank == 0:
@@ -477,10 +472,11 @@ def _worker(phase: str, work: Path) -> None:
         for name in PRESETS:
             torch.manual_seed(12345)  # whatever the seed now, the checkpoint's streams must win
             torch.randn(7)
+            rec = Recorder()
             t = Trainer.load(work / name / "B" / "checkpoints" / "last.pt", **KW,
-                             out_dir=work / name / "B")
+                             out_dir=work / name / "B", callbacks=[rec])
             start = t.step
-            rep = instrument(t)
+            rep = rec.rep
             t.fit(images(name), max_steps=STEPS)
             rep.update(start_step=start, steps=t.step)
             dump(f"{name}_B2", rep)
@@ -489,9 +485,10 @@ def _worker(phase: str, work: Path) -> None:
         # a checkpoint of a single process: the data position holds, each rank gets a new stream
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            t = Trainer.load(work / "single" / "checkpoints" / "last.pt", **KW)
+            rec = Recorder()
+            t = Trainer.load(work / "single" / "checkpoints" / "last.pt", **KW, callbacks=[rec])
         start = t.step
-        rep = instrument(t)
+        rep = rec.rep
         t.fit(images("dcgan_task1"), max_steps=4)
         rep.update(start_step=start, steps=t.step,
                    warned=[str(w.message) for w in caught if "process" in str(w.message)])

@@ -141,6 +141,8 @@ def test_from_logits_flags() -> None:
         "wasserstein": True,
         "hinge": True,
         "lsgan": True,
+        "rpgan": True,
+        "ragan": True,
     }
 
 

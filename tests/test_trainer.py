@@ -165,7 +165,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 def test_fast_mode_bf16_runs_and_uses_logits(device):
     t = tiny_trainer(precision="bf16", device=device)
     out = t.train_step(torch.rand(4, 3, 32, 32) * 2 - 1)
-    assert t._loss.name == "bce_logits"
+    assert t.objective.name == "bce_logits"
     assert torch.isfinite(out["loss_d"]) and torch.isfinite(out["loss_g"])
     assert 0 < float(out["d_real"]) < 1
 

@@ -110,8 +110,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from .data import load_images
-    from .presets import get_preset
-    from .train import Trainer
+    from .presets import build_recipe, get_preset
+    from .train import TraceLog, Trainer, seed_everything
     from .train.distributed import main_process_first
 
     overrides = _parse_sets(args.set)
@@ -124,7 +124,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from .train.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(args.resume)
-        if ckpt["preset"] != args.preset:
+        if args.preset not in (ckpt["preset"], ckpt.get("builder")):
             raise CheckpointError(
                 f"{args.resume} was written by preset {ckpt['preset']!r}, not {args.preset!r}; "
                 f"resume it with 'gankit train {ckpt['preset']} --resume {args.resume}'."
@@ -134,9 +134,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides = {**ckpt["overrides"], **overrides}
         if changed:
             _say(f"resuming with changed settings: {', '.join(f'{k}={v}' for k, v in changed.items())}")
-    torch.manual_seed(args.seed)
-    recipe = get_preset(args.preset, **overrides)
+    # seed-first: the seed fixes the initial weights too; original: the report's notebook
+    # order (build the networks, then seed, then data and z_sample)
+    if args.seed_order == "seed-first":
+        torch.manual_seed(args.seed)
+    recipe = build_recipe(args.preset, **overrides) if ":" in args.preset else get_preset(args.preset, **overrides)
+    if args.init_generator or args.init_discriminator:
+        recipe.load_weights(generator=args.init_generator, discriminator=args.init_discriminator)
+    if args.seed_order == "original":
+        seed_everything(args.seed)
+    callbacks = [TraceLog(args.trace)] if args.trace else []
     options = dict(
+        callbacks=callbacks,
+        grid_every_steps=args.grid_every_steps,
+        checkpoint_every_steps=args.checkpoint_every_steps,
+        keep_last=args.keep_last,
         device=args.device,
         out_dir=out,
         precision=args.precision,
@@ -171,6 +183,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             num_images=args.num_images,
             download=args.download,
             progress=not args.no_progress and trainer.is_main,
+            file_order=args.file_order,
         )
     _say(f"training {recipe.name} on {args.data} ({len(data)} images) on {trainer.device}; "
          f"batch {recipe.batch_size}, {recipe.epochs} epochs" + (f", at most {args.max_steps} steps" if args.max_steps else ""))
@@ -313,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=TRAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("preset", help="a registered preset name (see 'gankit presets')")
+    p.add_argument("preset", help="a registered preset name (see 'gankit presets'), or a recipe builder "
+                                  "'module:function' (e.g. with --import)")
     p.add_argument("--data", default="toy-faces",
                    help="image folder, 'toy-faces' (built in, default), or a dataset name: cifar10, mnist, celeba, lsun:CATEGORY, imagefolder:PATH")
     p.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
@@ -324,6 +338,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint of this preset")
     p.add_argument("--overwrite", action="store_true", help="start a new run in an --out that holds one")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, latents and shuffling (default 0)")
+    p.add_argument("--seed-order", choices=["seed-first", "original"], default="seed-first",
+                   help="seed-first (default): seed, then build (the seed fixes the initial weights); "
+                        "original: build, then seed, then data and z_sample, as the report's notebook "
+                        "(initial weights not fixed by the seed: load them with --init-generator/"
+                        "--init-discriminator to replay a run)")
+    p.add_argument("--init-generator", metavar="PTH", help="initial generator weights (a saved state dict)")
+    p.add_argument("--init-discriminator", metavar="PTH", help="initial discriminator weights (a saved state dict)")
+    p.add_argument("--file-order", choices=["sorted", "listing"], default="sorted",
+                   help="order of a folder's files: sorted (default, the same everywhere) or listing "
+                        "(the file system's, as the report's glob.glob; breaks equality across copies)")
+    p.add_argument("--trace", metavar="FILE", help="write each step's batch and latent digests (JSON lines)")
+    p.add_argument("--grid-every-steps", type=int, metavar="N", help="also write the sample grid every N steps")
+    p.add_argument("--checkpoint-every-steps", type=int, metavar="N", help="also save a checkpoint every N steps")
+    p.add_argument("--keep-last", type=int, metavar="K", help="keep only the newest K periodic checkpoints")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="fp32 is faithful (default); bf16/fp16 autocast is faster with other numerics")

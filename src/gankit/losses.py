@@ -59,6 +59,11 @@ class AdversarialLoss:
         from_logits: ``True`` if the losses expect raw scores, ``False`` if they expect
             probabilities in ``[0, 1]`` (a discriminator ending in a sigmoid).
         description: One line for listings and docs.
+        mixed_precision_twin: name of the loss that computes the same function in an
+            autocast-safe way (``"bce_logits"`` for ``"bce"``): the trainer uses it under
+            bf16/fp16 and calls the discriminator for logits instead of probabilities.
+        g_uses_real: ``g_loss`` takes ``(fake_out, real_out)``: the generator step also
+            scores the real batch (relativistic losses). Otherwise ``g_loss(fake_out)``.
 
     Example:
         >>> import torch
@@ -69,9 +74,31 @@ class AdversarialLoss:
 
     name: str
     d_loss: Callable[[Tensor, Tensor], Tensor]
-    g_loss: Callable[[Tensor], Tensor]
+    g_loss: Callable[..., Tensor]
     from_logits: bool
     description: str = ""
+    mixed_precision_twin: str | None = None
+    g_uses_real: bool = False
+
+    def generator_loss(self, fake_out: Tensor, real_out: Tensor | None = None) -> Tensor:
+        """``g_loss`` with the real scores when the loss uses them (relativistic losses).
+
+        Args:
+            fake_out: discriminator outputs on generated images (with gradients to G).
+            real_out: discriminator outputs on the real batch (needed when ``g_uses_real``).
+
+        Returns:
+            The scalar the generator minimises.
+        """
+        if self.g_uses_real:
+            if real_out is None:
+                raise ConfigError(f"loss {self.name!r} needs the real scores in the generator step.")
+            return self.g_loss(fake_out, real_out)
+        return self.g_loss(fake_out)
+
+    def for_mixed_precision(self) -> AdversarialLoss:
+        """The autocast-safe form of this loss (itself when it is already safe)."""
+        return self if self.mixed_precision_twin is None else get_loss(self.mixed_precision_twin)
 
 
 _LOSSES: dict[str, AdversarialLoss] = {}
@@ -203,9 +230,31 @@ def _lsgan_g(fake: Tensor) -> Tensor:
     return 0.5 * (fake - 1).pow(2).mean()
 
 
+# --- relativistic losses: the critic compares real and fake scores --------------------------
+
+
+def _rpgan_d(real: Tensor, fake: Tensor) -> Tensor:
+    # RpGAN (Jolicoeur-Martineau 2019; R3GAN, Huang et al. 2024): pairs real i with fake i.
+    return F.softplus(fake - real).mean()
+
+
+def _rpgan_g(fake: Tensor, real: Tensor) -> Tensor:
+    return F.softplus(real - fake).mean()
+
+
+def _ragan_d(real: Tensor, fake: Tensor) -> Tensor:
+    # Relativistic average GAN: each score against the mean score of the other side.
+    return (F.softplus(-(real - fake.mean())).mean() + F.softplus(fake - real.mean()).mean()) / 2
+
+
+def _ragan_g(fake: Tensor, real: Tensor) -> Tensor:
+    return (F.softplus(-(fake - real.mean())).mean() + F.softplus(real - fake.mean()).mean()) / 2
+
+
 for _loss in (
     AdversarialLoss(
-        "bce", _bce_d, _bce_g, False, "binary cross-entropy on probabilities (report task one)"
+        "bce", _bce_d, _bce_g, False, "binary cross-entropy on probabilities (report task one)",
+        mixed_precision_twin="bce_logits",
     ),
     AdversarialLoss(
         "bce_logits",
@@ -230,6 +279,11 @@ for _loss in (
     ),
     AdversarialLoss("hinge", _hinge_d, _hinge_g, True, "hinge loss (SAGAN, BigGAN)"),
     AdversarialLoss("lsgan", _lsgan_d, _lsgan_g, True, "least-squares GAN loss, targets 0/1"),
+    AdversarialLoss("rpgan", _rpgan_d, _rpgan_g, True,
+                    "relativistic pairing loss softplus(D(fake) - D(real)) (R3GAN)", g_uses_real=True),
+    AdversarialLoss("ragan", _ragan_d, _ragan_g, True,
+                    "relativistic average loss (each score against the other side's mean)",
+                    g_uses_real=True),
 ):
     register_loss(_loss)
 del _loss

@@ -25,6 +25,7 @@ from gankit.errors import DataError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "FILE_ORDERS",
     "ImageSpec",
     "list_image_files",
     "convert_mode",
@@ -109,12 +110,20 @@ class ImageSpec:
                 "center_crop": self.center_crop}
 
 
-def _walk(folder: Path, recursive: bool, seen: set[str] | None = None) -> Iterator[Path]:
+#: How :func:`list_image_files` orders files: ``"sorted"`` by relative path (portable), or
+#: ``"listing"``: the file system's own order, as ``os.scandir`` / ``glob.glob`` return it.
+FILE_ORDERS = ("sorted", "listing")
+
+
+def _walk(folder: Path, recursive: bool, seen: set[str] | None = None,
+          order: str = "sorted") -> Iterator[Path]:
     # Real paths of folders already walked: a symlink back to a parent must not loop forever.
     seen = {os.path.realpath(folder)} if seen is None else seen
     # Hidden files and folders (".DS_Store", "._x.jpg", ".git") are never images we want.
     with os.scandir(folder) as entries:
-        children = sorted(entries, key=lambda e: e.name)
+        children = list(entries)
+    if order == "sorted":
+        children.sort(key=lambda e: e.name)
     for entry in children:
         if entry.name.startswith("."):
             continue
@@ -122,21 +131,25 @@ def _walk(folder: Path, recursive: bool, seen: set[str] | None = None) -> Iterat
             real = os.path.realpath(entry.path)
             if recursive and real not in seen:
                 seen.add(real)
-                yield from _walk(Path(entry.path), recursive, seen)
+                yield from _walk(Path(entry.path), recursive, seen, order)
         elif entry.is_file():
             yield Path(entry.path)
 
 
-def list_image_files(folder: str | os.PathLike[str], *, recursive: bool = False) -> list[Path]:
-    """Lists the image files of a folder in a stable (sorted) order.
+def list_image_files(folder: str | os.PathLike[str], *, recursive: bool = False,
+                     order: str = "sorted") -> list[Path]:
+    """Lists the image files of a folder in a stable (sorted) order, or the file system's.
 
     Args:
         folder: The image folder.
         recursive: Also look into subfolders (e.g. ``ImageFolder``-style class folders).
+        order: ``"sorted"`` (by path relative to ``folder``; the same on every machine) or
+            ``"listing"`` (the file system's order, as ``glob.glob(os.path.join(folder, '*'))``
+            returns it -- what the report's code used; it can differ between machines and
+            copies of the folder).
 
     Returns:
-        Paths of the files whose extension is in :data:`IMAGE_EXTENSIONS`, sorted by their
-        path relative to ``folder``.
+        Paths of the files whose extension is in :data:`IMAGE_EXTENSIONS`, in that order.
 
     Raises:
         DataError: When the folder does not exist, is a file, is empty or holds no image files.
@@ -145,6 +158,8 @@ def list_image_files(folder: str | os.PathLike[str], *, recursive: bool = False)
         >>> list_image_files("faces")  # doctest: +SKIP
         [PosixPath('faces/1.jpg'), PosixPath('faces/2.jpg')]
     """
+    if order not in FILE_ORDERS:
+        raise DataError(f"file order must be sorted or listing, got {order!r}")
     folder = Path(folder)
     shown = show_path(folder)
     if not folder.exists():
@@ -154,7 +169,7 @@ def list_image_files(folder: str | os.PathLike[str], *, recursive: bool = False)
         raise DataError(f"dataset path {shown} is a file, not a folder; pass the folder that "
                         "holds the images")
     try:
-        files = list(_walk(folder, recursive))
+        files = list(_walk(folder, recursive, order=order))
         has_subfolders = any(p.is_dir() for p in folder.iterdir() if not p.name.startswith("."))
     except OSError as err:
         raise DataError(f"cannot read image folder {shown} ({err.strerror or err}); "

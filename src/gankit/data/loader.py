@@ -13,10 +13,37 @@ from gankit.data.convert import normalize_uint8
 from gankit.data.dataset import ImageTensorDataset
 from gankit.errors import DataError
 
-__all__ = ["BatchLoader"]
+__all__ = ["BatchLoader", "SHUFFLES", "dataloader_epoch_seed"]
+
+#: The batch orders a :class:`BatchLoader` (and a recipe's ``shuffle`` setting) knows.
+SHUFFLES = ("seeded", "dataloader", "none")
 
 # Keep the whole uint8 cache on the GPU when it takes at most this share of free memory.
 _DEVICE_SHARE = 0.25
+
+
+def dataloader_epoch_seed() -> int:
+    """Take the two draws an epoch of ``DataLoader(shuffle=True)`` takes from torch's global RNG.
+
+    Creating a ``DataLoader`` iterator draws the workers' base seed (one int64, with or
+    without workers); fetching its first batch makes ``RandomSampler`` draw its own seed
+    (a second int64), from which the epoch's order is ``torch.randperm(n, generator=g)``.
+    Both draws happen before the first batch is returned, so before the loop's latents.
+
+    Returns:
+        The ``RandomSampler`` seed of the epoch (the base seed is drawn and discarded).
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> seed = dataloader_epoch_seed()
+        >>> _ = torch.manual_seed(0)
+        >>> loader = torch.utils.data.DataLoader(range(5), shuffle=True)
+        >>> [int(b) for b in loader] == torch.randperm(
+        ...     5, generator=torch.Generator().manual_seed(seed)).tolist()
+        True
+    """
+    torch.empty((), dtype=torch.int64).random_()  # _BaseDataLoaderIter's base seed
+    return int(torch.empty((), dtype=torch.int64).random_().item())  # RandomSampler's seed
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -27,8 +54,15 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 class BatchLoader:
     """Shuffled float batches (B, C, H, W) in [-1, 1] from uint8 images, resumable mid-epoch.
 
-    The order of epoch ``e`` depends only on ``(seed, e)``: it comes from a private
-    ``torch.Generator``, so torch's global random state is neither used nor changed. Each
+    With ``shuffle="seeded"`` (or True, the default) the order of epoch ``e`` depends only
+    on ``(seed, e)``: it comes from a private ``torch.Generator``, so torch's global random
+    state is neither used nor changed. With ``shuffle="dataloader"`` each epoch takes from
+    torch's global generator exactly the draws that ``DataLoader(dataset, batch_size,
+    shuffle=True)`` takes (see :func:`dataloader_epoch_seed`) and uses the same permutation,
+    so a loop that draws its latents after it sees the random numbers the original loop
+    sees; the epoch's sampler seed is part of :meth:`state_dict`, so resuming mid-epoch
+    continues the same order without drawing again. ``shuffle="none"`` (or False) keeps
+    the order 0..N-1. Each
     batch is gathered as uint8 and converted to float (on ``device`` when given), bitwise
     equal to torchvision's ``ToTensor`` + ``Normalize(0.5, 0.5)``.
 
@@ -40,8 +74,8 @@ class BatchLoader:
     Args:
         data: An :class:`ImageTensorDataset` or a uint8 tensor (N, C, H, W).
         batch_size: Images per batch.
-        shuffle: Random order per epoch (otherwise 0..N-1).
-        seed: Seed of the per-epoch permutations.
+        shuffle: ``"seeded"``/True, ``"dataloader"`` or ``"none"``/False (see above).
+        seed: Seed of the per-epoch permutations (``"seeded"`` only).
         drop_last: Drop the last, smaller batch.
         device: Where batches are returned (default: where ``data`` is).
         pin_memory: Copy batches through pinned memory for faster asynchronous transfer to
@@ -61,7 +95,7 @@ class BatchLoader:
         data: ImageTensorDataset | torch.Tensor,
         batch_size: int,
         *,
-        shuffle: bool = True,
+        shuffle: bool | str = True,
         seed: int = 0,
         drop_last: bool = False,
         device: torch.device | str | None = None,
@@ -82,8 +116,14 @@ class BatchLoader:
         if drop_last and batch_size > n:
             raise DataError(f"the dataset has {n} images, fewer than batch_size {batch_size} "
                             "with drop_last=True; use a smaller batch or more images")
+        if isinstance(shuffle, bool):
+            shuffle = "seeded" if shuffle else "none"
+        if shuffle not in SHUFFLES:
+            raise ValueError(f"shuffle must be one of {', '.join(SHUFFLES)} (or a bool), "
+                             f"got {shuffle!r}")
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self._sampler_seed: tuple[int, int] | None = None  # (epoch, seed), "dataloader" only
         self.seed = seed
         self.drop_last = drop_last
         self.device = torch.device(device) if device is not None else images.device
@@ -149,10 +189,17 @@ class BatchLoader:
             tensor([0, 1, 2, 3])
         """
         n = self.images.shape[0]
-        if not self.shuffle:
+        if self.shuffle == "none":
             return torch.arange(n)
-        generator = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
-        return torch.randperm(n, generator=generator)
+        if self.shuffle == "dataloader":
+            if self._sampler_seed is None or self._sampler_seed[0] != epoch:
+                raise DataError(f"the order of epoch {epoch} is drawn from torch's global RNG "
+                                "when the epoch starts; iterate the loader from the epoch's "
+                                "first batch, or restore a state_dict saved in that epoch")
+            seed = self._sampler_seed[1]
+        else:
+            seed = _epoch_seed(self.seed, epoch)
+        return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
     def iter_from(self, start_batch: int, epoch: int | None = None) -> Iterator[torch.Tensor]:
         """Iterates an epoch starting at batch ``start_batch`` (for resuming mid-epoch).
@@ -175,6 +222,8 @@ class BatchLoader:
         return self._run(self._epoch, self._batch)
 
     def _run(self, epoch: int, start: int) -> Iterator[torch.Tensor]:
+        if self.shuffle == "dataloader" and start == 0:
+            self._sampler_seed = (epoch, dataloader_epoch_seed())
         order = self.permutation(epoch)
         if self.images.device.type != "cpu":
             order = order.to(self.images.device)
@@ -207,13 +256,17 @@ class BatchLoader:
         """The position to resume from, for checkpoints.
 
         Returns:
-            ``{"seed", "epoch", "batch", "num_images", "batch_size"}``.
+            ``{"seed", "epoch", "batch", "num_images", "batch_size", "shuffle",
+            "sampler_seed"}`` (``sampler_seed``: ``[epoch, seed]`` of the current
+            ``"dataloader"`` epoch, or None).
 
         Example:
             >>> loader.load_state_dict(loader.state_dict())  # doctest: +SKIP
         """
         return {"seed": self.seed, "epoch": self._epoch, "batch": self._batch,
-                "num_images": self.num_images, "batch_size": self.batch_size}
+                "num_images": self.num_images, "batch_size": self.batch_size,
+                "shuffle": self.shuffle,
+                "sampler_seed": None if self._sampler_seed is None else list(self._sampler_seed)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores a position saved by :meth:`state_dict` (also the seed).
@@ -232,6 +285,8 @@ class BatchLoader:
                             f"{self.num_images} in batches of {self.batch_size}; use the same "
                             "dataset and batch size to resume")
         self.seed = int(state["seed"])
+        sampler = state.get("sampler_seed")
+        self._sampler_seed = None if sampler is None else (int(sampler[0]), int(sampler[1]))
         self.set_epoch(int(state["epoch"]), int(state["batch"]))
 
 

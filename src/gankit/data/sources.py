@@ -56,6 +56,7 @@ def load_images(
     root: str | os.PathLike[str] | None = None,
     progress: bool = True,
     num_workers: int | None = None,
+    file_order: str = "sorted",
 ) -> ImageTensorDataset:
     """Loads a dataset as uint8 images (N, C, H, W) whose items are floats in [-1, 1].
 
@@ -85,6 +86,10 @@ def load_images(
         root: Where standard datasets are stored; default ``<cache_dir>/datasets``.
         progress: Show a progress bar while decoding.
         num_workers: Decoding threads; default ``min(8, CPU count)``.
+        file_order: Order of a folder's images: ``"sorted"`` (by relative path, the same on
+            every machine) or ``"listing"`` (the file system's order, as the report's
+            ``glob.glob`` listed them; use it only to replay a run on the same copy of the
+            folder). With ``num_images`` the first files in that order are used.
 
     Returns:
         An :class:`ImageTensorDataset`.
@@ -108,7 +113,7 @@ def load_images(
     common = {"spec": spec, "cache_dir": cache_dir, "use_cache": use_cache, "strict": strict,
               "num_images": num_images, "progress": progress, "num_workers": num_workers}
     if path.exists():  # an existing path always wins over a built-in name
-        return _load_folder(path, recursive=recursive, **common)
+        return _load_folder(path, recursive=recursive, file_order=file_order, **common)
     name = text.strip().lower()
     if name in _TOY_FACES_ALIASES:
         count = num_images if num_images is not None else DEFAULT_NUM_TOY_FACES
@@ -116,7 +121,7 @@ def load_images(
         return ImageTensorDataset(images, source=TOY_FACES_NAME)
     if name.startswith("imagefolder:"):
         folder = Path(text.strip()[len("imagefolder:"):]).expanduser()
-        return _load_folder(folder, recursive=True, **common)
+        return _load_folder(folder, recursive=True, file_order=file_order, **common)
     parsed = parse_name(text)
     if parsed is not None:
         return _load_standard(*parsed, root=root, download=download, **common)
@@ -143,11 +148,11 @@ def _save(path: Path, images: torch.Tensor, expected: str, files: list[str],
                       stacklevel=4)
 
 
-def _load_folder(folder: Path, *, recursive: bool, spec: ImageSpec,
+def _load_folder(folder: Path, *, recursive: bool, spec: ImageSpec, file_order: str = "sorted",
                  cache_dir: str | os.PathLike[str] | None, use_cache: bool, strict: bool,
                  num_images: int | None, progress: bool,
                  num_workers: int | None) -> ImageTensorDataset:
-    files = list_image_files(folder, recursive=recursive)
+    files = list_image_files(folder, recursive=recursive, order=file_order)
     if num_images is not None:
         files = files[:num_images]
     # Names relative to the folder as listed (not resolved: a file may be a symlink elsewhere).
@@ -179,7 +184,8 @@ def _load_folder(folder: Path, *, recursive: bool, spec: ImageSpec,
             continue  # vanished since listing; decoding would skip it anyway
         stats.append((names[p], st.st_size, st.st_mtime_ns))
     slot = {"kind": "folder", "folder": str(folder), "recursive": recursive,
-            "spec": spec.as_dict(), "num_images": num_images}
+            "spec": spec.as_dict(), "num_images": num_images,
+            **({"order": file_order} if file_order != "sorted" else {})}
     expected = fingerprint({**slot, "files": stats})
     path = cache_file(cdir, folder.name, slot)
     entry = load_cache(path, expected)

@@ -10,6 +10,8 @@ Example:
 from ._registry import (
     Recipe,
     RecipeSettings,
+    build_recipe,
+    rebuild_recipe,
     get_preset,
     list_presets,
     make_settings,
@@ -21,6 +23,8 @@ from .report import dcgan_task1, report_wgan_generator, wgan_task2
 __all__ = [
     "Recipe",
     "RecipeSettings",
+    "build_recipe",
+    "rebuild_recipe",
     "get_preset",
     "list_presets",
     "make_settings",

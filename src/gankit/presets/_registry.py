@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import importlib
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -28,6 +30,8 @@ __all__ = [
     "get_preset",
     "list_presets",
     "preset_description",
+    "build_recipe",
+    "rebuild_recipe",
 ]
 
 
@@ -51,11 +55,19 @@ class RecipeSettings:
             discriminator step (weight-clipped WGAN), or None.
         n_critic: discriminator steps per generator step; the generator steps after real
             batch ``i`` of an epoch when ``(i + 1) % n_critic == 0``.
+        n_critic_count: ``"epoch"`` (the count above restarts every epoch: SPEC.md's
+            task-two rule) or ``"global"`` (counted over the whole run's discriminator steps).
         gp_weight: weight of the WGAN-GP gradient penalty (0: none).
         r1_gamma: weight of the R1 penalty on real images (0: none).
         spectral_norm: wrap the discriminator's conv and linear layers in spectral norm
             (the built-in presets apply it; a custom builder calls
             :func:`gankit.constraints.spectral_norm_` itself).
+        shuffle: the order of the real images in each epoch when gankit batches them
+            (folders, dataset names, image tensors): ``"seeded"`` (a private generator
+            seeded by the trainer's ``data_seed``: torch's global RNG is left alone),
+            ``"dataloader"`` (the draws and the permutation of
+            ``DataLoader(shuffle=True)``, taken from torch's global RNG at the start of
+            every epoch, as the report's code does) or ``"none"`` (file order).
         sample_grid: side of the fixed-latent sample grid (10: a 10x10 grid of 100 images).
         checkpoint_every: save a checkpoint every this many epochs (0: only at the end).
     """
@@ -73,9 +85,11 @@ class RecipeSettings:
     d_lr: float | None = None
     clip_value: float | None = None
     n_critic: int = 1
+    n_critic_count: str = "epoch"
     gp_weight: float = 0.0
     r1_gamma: float = 0.0
     spectral_norm: bool = False
+    shuffle: str = "seeded"
     sample_grid: int = 10
     checkpoint_every: int = 5
 
@@ -94,6 +108,12 @@ class RecipeSettings:
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise ConfigError(f"{name} must be > 0 or None, got {v!r}.")
+        if self.n_critic_count not in ("epoch", "global"):
+            raise ConfigError(f"n_critic_count must be epoch or global, got {self.n_critic_count!r}.")
+        if self.shuffle not in ("seeded", "dataloader", "none"):
+            raise ConfigError(
+                f"shuffle must be seeded, dataloader or none, got {self.shuffle!r}."
+            )
         for name in ("gp_weight", "r1_gamma"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}.")
@@ -163,6 +183,12 @@ class Recipe:
         settings: every other setting (:class:`RecipeSettings`).
         overrides: the overrides the preset was built with (to rebuild it exactly).
         description: one line saying what the recipe is.
+        step: the training step (:class:`~gankit.train.GANStep`) when the recipe brings its
+            own objective, regularisers or schedule; None: :meth:`make_step` builds it from
+            the settings.
+        builder: ``"module:function"`` of the builder that made it (recorded in
+            checkpoints, so an unregistered recipe can be rebuilt; set by
+            :func:`get_preset` and :func:`build_recipe`).
 
     Example:
         >>> from gankit.presets import dcgan_task1
@@ -177,6 +203,8 @@ class Recipe:
     settings: RecipeSettings
     overrides: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    step: Any = None
+    builder: str | None = None
 
     def __getattr__(self, item: str) -> Any:
         # Only reached for names that are not fields: expose the settings flat.
@@ -202,9 +230,110 @@ class Recipe:
             build_optimizer(s.d_optimizer, self.discriminator.parameters(), **d_kw),
         )
 
+    def make_step(self):
+        """The training step: ``self.step`` if the recipe has one, else one from the settings.
+
+        The settings give the objective (``loss``), the regularisers (``gp_weight`` ->
+        :class:`~gankit.regularizers.GradientPenalty`, ``r1_gamma`` ->
+        :class:`~gankit.regularizers.R1Penalty`), the constraints (``clip_value`` ->
+        :class:`~gankit.regularizers.WeightClip`) and the schedule (``n_critic``,
+        ``n_critic_count``).
+
+        Returns:
+            A :class:`~gankit.train.GANStep`.
+        """
+        if self.step is not None:
+            return self.step
+        from ..regularizers import GradientPenalty, R1Penalty, WeightClip
+        from ..train.step import GANStep, StepSchedule
+
+        s = self.settings
+        regs = ([GradientPenalty(s.gp_weight)] if s.gp_weight else []) + (
+            [R1Penalty(s.r1_gamma)] if s.r1_gamma else [])
+        return GANStep(s.loss, regularizers=regs,
+                       constraints=[WeightClip(s.clip_value)] if s.clip_value else [],
+                       schedule=StepSchedule(n_critic=s.n_critic, count=s.n_critic_count))
+
+    def load_weights(self, *, generator: Any = None, discriminator: Any = None) -> Recipe:
+        """Load initial weights into the recipe's networks (e.g. an original run's ``.pth`` files).
+
+        Each argument is a path to a state dict saved with ``torch.save`` (read with
+        ``weights_only=True``: nothing in it runs), a state dict, or a gankit checkpoint
+        (its ``generator`` / ``discriminator`` entry is used). A gankit state dict is matched
+        by key; another code's state dict (the ML2020 notebook names its layers ``l1``,
+        ``l2_5``, ...) is matched **by position**: the i-th tensor goes to the i-th entry of
+        the network's own state dict, so the two must hold the same tensors in the same
+        order with the same shapes -- as the report's networks and gankit's presets do.
+
+        Args:
+            generator: the generator's weights, or None to keep them.
+            discriminator: the discriminator's weights, or None to keep them.
+
+        Returns:
+            The recipe (changed in place).
+
+        Raises:
+            CheckpointError: for an unreadable file or weights that do not fit (named, with
+                the first entry that differs).
+
+        Example:
+            >>> import torch
+            >>> from gankit.presets import dcgan_task1
+            >>> a, b = dcgan_task1(image_size=8, base_channels=2), dcgan_task1(image_size=8, base_channels=2)
+            >>> _ = a.load_weights(generator=b.generator.state_dict())
+            >>> all(torch.equal(x, y) for x, y in zip(a.generator.state_dict().values(),
+            ...                                        b.generator.state_dict().values()))
+            True
+        """
+        for role, source, net in (("generator", generator, self.generator),
+                                  ("discriminator", discriminator, self.discriminator)):
+            if source is not None:
+                net.load_state_dict(_fitting_state(role, source, net))
+        return self
+
     def summary_lines(self) -> list[str]:
         """Every setting as ``key: value`` lines (for ``gankit summary`` and logs)."""
         return [f"{k}: {v}" for k, v in dataclasses.asdict(self.settings).items()]
+
+
+def _fitting_state(role: str, source: Any, net: nn.Module) -> dict[str, Any]:
+    """``source``'s tensors under ``net``'s own keys (by key, else by position); one-line errors."""
+    import os
+
+    import torch
+
+    from ..errors import CheckpointError
+
+    name = f"the {role} weights" if not isinstance(source, (str, os.PathLike)) else os.fspath(source)
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            source = torch.load(source, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise CheckpointError(f"{name} does not exist; give the path of a saved state dict.") from None
+        except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+            raise CheckpointError(f"cannot read {name} as a state dict ({first}); save it with "
+                                  f"torch.save({role}.state_dict(), path).") from None
+    if isinstance(source, dict) and isinstance(source.get(role), dict):
+        source = source[role]  # a gankit checkpoint
+    if not isinstance(source, dict) or not all(isinstance(v, torch.Tensor) for v in source.values()):
+        raise CheckpointError(f"{name} is not a state dict of tensors; save it with "
+                              f"torch.save({role}.state_dict(), path).")
+    own = net.state_dict()
+    if set(source) == set(own):
+        triples = [(k, k, source[k]) for k in own]
+    elif len(source) == len(own):
+        triples = [(k, sk, v) for k, (sk, v) in zip(own, source.items())]
+    else:
+        raise CheckpointError(f"{name} has {len(source)} tensors, the recipe's {role} {len(own)}; "
+                              "load weights of the same architecture (same preset and settings).")
+    for key, src_key, value in triples:
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise CheckpointError(
+                f"{name}: entry {src_key!r} has shape {tuple(value.shape)} but the recipe's "
+                f"{role} needs {tuple(own[key].shape)} for {key!r}; load weights of the same "
+                "architecture (same preset and settings).")
+    return {key: value for key, _, value in triples}
 
 
 Builder = Callable[..., Recipe]
@@ -293,7 +422,95 @@ def get_preset(name: str, **overrides: Any) -> Recipe:
         >>> recipe.epochs, recipe.batch_size
         (5, 32)
     """
-    return _lookup(name).builder(**{k: v for k, v in overrides.items() if v is not None})
+    return _built(_lookup(name).builder, {k: v for k, v in overrides.items() if v is not None})
+
+
+def _built(builder: Builder, overrides: dict[str, Any]) -> Recipe:
+    recipe = builder(**overrides)
+    if not isinstance(recipe, Recipe):
+        raise ConfigError(f"builder {getattr(builder, '__name__', builder)!r} returned a "
+                          f"{type(recipe).__name__}, not a Recipe.")
+    recipe.builder = recipe.builder or f"{builder.__module__}:{builder.__qualname__}"
+    if not recipe.overrides:
+        recipe.overrides = dict(overrides)
+    return recipe
+
+
+def _resolve_builder(spec: str) -> Builder:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"a builder is named 'module:function', got {spec!r}.")
+    module = sys.modules.get(module_name)
+    if module is None:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise ConfigError(f"cannot import {module_name!r} for builder {spec!r} ({err}); install it "
+                              "or pass its folder with 'gankit --import'.") from None
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+    if not callable(obj):
+        raise ConfigError(f"{spec!r} is not a function of module {module_name!r}.")
+    return obj
+
+
+def build_recipe(builder: str | Builder, **overrides: Any) -> Recipe:
+    """Build a recipe from any builder function, registered or not, and record how.
+
+    The recipe remembers ``"module:function"`` and the overrides, so its checkpoints can
+    be resumed (``Trainer.load``, ``gankit train --resume``) without a registry entry.
+
+    Args:
+        builder: a function ``builder(**overrides) -> Recipe``, or its ``"module:function"``
+            name (the module is imported if it is not yet).
+        **overrides: the builder's keyword arguments.
+
+    Returns:
+        The :class:`Recipe`.
+
+    Example:
+        >>> recipe = build_recipe("gankit.presets.report:dcgan_task1", image_size=32)
+        >>> recipe.builder, recipe.image_size
+        ('gankit.presets.report:dcgan_task1', 32)
+    """
+    fn = _resolve_builder(builder) if isinstance(builder, str) else builder
+    return _built(fn, {k: v for k, v in overrides.items() if v is not None})
+
+
+def rebuild_recipe(ckpt: dict[str, Any], *, source: str = "checkpoint") -> Recipe:
+    """Rebuild the recipe a checkpoint was trained with: a registered preset by name, else
+    the builder it records, whose module must already be imported (a checkpoint never makes
+    gankit import code by itself).
+
+    Args:
+        ckpt: a checkpoint dictionary.
+        source: how to name it in messages.
+
+    Returns:
+        The :class:`Recipe` built with the checkpoint's overrides.
+
+    Raises:
+        CheckpointError: when the recipe cannot be rebuilt, saying what to import.
+    """
+    from ..errors import CheckpointError
+
+    name, builder = ckpt.get("preset"), ckpt.get("builder")
+    overrides = ckpt.get("overrides") or {}
+    try:
+        if isinstance(name, str) and name in _PRESETS:
+            return get_preset(name, **overrides)
+        if isinstance(builder, str):
+            module = builder.partition(":")[0]
+            if module not in sys.modules:
+                raise CheckpointError(
+                    f"{source} was trained with the recipe builder {builder!r}, whose module is not "
+                    f"imported; import {module} first (gankit --import {module} ...).")
+            return build_recipe(builder, **overrides)
+        raise CheckpointError(f"{source} names preset {name!r}, which is not registered here; "
+                              "import the module that registers it (gankit --import MODULE ...).")
+    except ConfigError as err:
+        raise CheckpointError(f"cannot rebuild the recipe of {source}: {err}") from None
 
 
 def list_presets(pattern: str | None = None) -> list[str]:

@@ -59,7 +59,8 @@ def dcgan_task1(**overrides: Any) -> Recipe:
         torch.Size([2, 3, 64, 64])
     """
     s = make_settings(
-        dict(batch_size=64, epochs=51, loss="bce", g_optimizer="adam_dcgan", d_optimizer="adam_dcgan"),
+        dict(batch_size=64, epochs=51, loss="bce", g_optimizer="adam_dcgan", d_optimizer="adam_dcgan",
+             shuffle="dataloader"),
         overrides,
     )
     g = dcgan_generator(
@@ -137,6 +138,7 @@ def wgan_task2(**overrides: Any) -> Recipe:
             d_optimizer="sgd_wgan_report",
             clip_value=0.01,
             n_critic=5,
+            shuffle="dataloader",
         ),
         overrides,
     )

@@ -2,6 +2,12 @@
 
 from .checkpoint import atomic_save, load_checkpoint
 from .export import export_generator, load_generator
+from .batch import Batch, as_batch
+from .callbacks import Callback, TraceLog, tensor_digest
+from .seeding import seed_everything
+from .step import GANStep, StepContext, StepSchedule
 from .trainer import Trainer, resolve_device
 
-__all__ = ["Trainer", "resolve_device", "atomic_save", "load_checkpoint", "export_generator", "load_generator"]
+__all__ = ["Trainer", "resolve_device", "atomic_save", "load_checkpoint", "export_generator", "load_generator",
+           "seed_everything", "Batch", "as_batch", "Callback", "TraceLog",
+           "tensor_digest", "GANStep", "StepContext", "StepSchedule"]

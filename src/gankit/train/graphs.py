@@ -97,9 +97,9 @@ class StepGraphs:
     """Capture-and-replay of a training step, one graph per variant of the step.
 
     Args:
-        step_fn: ``step_fn(real, g_step, latent)`` runs one step eagerly and returns the
-            ``loss_d``, ``loss_g``, ``d_real``, ``d_fake`` tensors (``loss_g`` None when
-            the generator does not step); ``latent(n)`` gives the latents it uses, in order.
+        step_fn: ``step_fn(real, g_step, latent)`` runs one step eagerly and returns its
+            logged values (0-d tensors, None for what the variant does not compute);
+            ``latent(n)`` gives the latents it uses, in order (counted in the warm-up).
         draw_latent: draws one latent batch for the eager path (``latent(n)`` above).
         z_dim: the latent size.
         latents_on_device: the latents are drawn on the GPU inside the graph; otherwise
@@ -131,6 +131,7 @@ class StepGraphs:
         """Forget every captured graph (after optimizer state was replaced, e.g. on resume)."""
         self._graphs: dict[bool, dict[str, Any]] = {}
         self._eager_runs: dict[bool, int] = {False: 0, True: 0}
+        self._latent_draws: dict[bool, int] = {False: 1, True: 2}  # counted in the warm-up
         self._shape: tuple[int, ...] | None = None
 
     @property
@@ -157,10 +158,18 @@ class StepGraphs:
     def _eager_on_side_stream(self, real: torch.Tensor, g_step: bool) -> dict[str, torch.Tensor | None]:
         current = torch.cuda.current_stream(self.device)
         self._side.wait_stream(current)
+        draws = 0
+
+        def counted(n: int) -> torch.Tensor:  # the capture needs one buffer per latent draw
+            nonlocal draws
+            draws += 1
+            return self.draw_latent(n)
+
         with torch.cuda.stream(self._side), warnings.catch_warnings():
             # torch warns that capturable optimizers run uncaptured: that is what warm-up is
             warnings.filterwarnings("ignore", message=".*capturable=True.*", category=UserWarning)
-            out = self.step_fn(real, g_step, self.draw_latent)
+            out = self.step_fn(real, g_step, counted)
+        self._latent_draws[g_step] = draws
         current.wait_stream(self._side)
         return out
 
@@ -169,7 +178,7 @@ class StepGraphs:
         static_real = torch.empty_like(real)  # same strides (channels-last stays so)
         # With host-drawn latents the step asks for one latent batch per network step, in
         # order; the graph reads them from these buffers, filled before each replay.
-        count = 0 if self.latents_on_device else (2 if g_step else 1)
+        count = 0 if self.latents_on_device else self._latent_draws[g_step]
         latents = [torch.empty(n, self.z_dim, device=self.device) for _ in range(count)]
         cursor = iter(latents)
 
@@ -181,19 +190,17 @@ class StepGraphs:
         try:
             with torch.cuda.graph(graph):
                 out = self.step_fn(static_real, g_step, graph_latent)
-                nan = torch.full((), float("nan"), device=self.device)
-                loss_g = out["loss_g"]
-                packed = torch.stack([
-                    out["loss_d"].float(), nan if loss_g is None else loss_g.float(),
-                    out["d_real"].float(), out["d_fake"].float(),
-                ])
+                # every logged value of the step, packed in one tensor (one copy per replay)
+                keys = [k for k, v in out.items() if v is not None]
+                packed = torch.stack([out[k].float() for k in keys])
         except RuntimeError as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise TrainingError(
                 f"could not capture the training step in a CUDA graph ({first[:160]}); "
                 "train without cuda_graph (drop --cuda-graph)."
             ) from None
-        return {"graph": graph, "real": static_real, "latents": latents, "packed": packed}
+        return {"graph": graph, "real": static_real, "latents": latents, "packed": packed,
+                "keys": keys, "none": [k for k, v in out.items() if v is None]}
 
     def _replay(self, graph: dict[str, Any], real: torch.Tensor, g_step: bool) -> dict[str, torch.Tensor | None]:
         graph["real"].copy_(real, non_blocking=True)
@@ -201,4 +208,6 @@ class StepGraphs:
             buf.copy_(self.draw_latent(buf.shape[0]), non_blocking=True)
         graph["graph"].replay()
         row = graph["packed"].clone()  # the next replay overwrites the static outputs
-        return {"loss_d": row[0], "loss_g": row[1] if g_step else None, "d_real": row[2], "d_fake": row[3]}
+        out: dict[str, torch.Tensor | None] = dict(zip(graph["keys"], row.unbind(0)))
+        out.update(dict.fromkeys(graph["none"]))
+        return out

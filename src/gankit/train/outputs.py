@@ -57,12 +57,16 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int) -> Path:
     return atomic_write_bytes(path, lambda f: f.write(buf.getvalue()))
 
 
-def plot_loss_curve(history: list[list[float]], path: str | os.PathLike, title: str = "") -> Path:
-    """Plot discriminator and generator losses against the step, as a PNG, atomically.
+def plot_loss_curve(history: list[dict[str, float]], path: str | os.PathLike, title: str = "") -> Path:
+    """Plot every logged value against the step, as a PNG, atomically.
+
+    Losses (``loss_*``) share the first panel, the mean discriminator outputs (``d_real``,
+    ``d_fake``) the second, and every other logged name (regularisers, a user's own terms)
+    the third; a name is drawn at the steps where it was logged.
 
     Args:
-        history: rows ``[step, epoch, loss_d, loss_g, d_real, d_fake]`` (loss_g NaN when
-            the generator did not step).
+        history: one record per step: ``{"step", "epoch", name: value, ...}`` (NaN or a
+            missing name: not logged at that step).
         path: the PNG file.
         title: the figure title.
 
@@ -74,19 +78,30 @@ def plot_loss_curve(history: list[list[float]], path: str | os.PathLike, title: 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 4.5), dpi=100)
-    ax = fig.add_subplot(1, 1, 1)
-    if history:
-        t = torch.tensor(history, dtype=torch.float64)
-        steps, loss_d, loss_g = t[:, 0], t[:, 2], t[:, 3]
-        ax.plot(steps.numpy(), loss_d.numpy(), label="loss D", linewidth=0.8)
-        g_ok = torch.isfinite(loss_g)
-        ax.plot(steps[g_ok].numpy(), loss_g[g_ok].numpy(), label="loss G", linewidth=0.8)
+    names: list[str] = []
+    for rec in history:
+        names += [k for k in rec if k not in names and k not in ("step", "epoch")]
+    panels = [("loss", [n for n in names if n.startswith("loss")]),
+              ("D output", [n for n in names if n in ("d_real", "d_fake")])]
+    panels.append(("other terms", [n for n in names if not any(n in p for _, p in panels)]))
+    panels = [p for p in panels if p[1]] or [("loss", [])]
+    fig = Figure(figsize=(8, 3.2 * len(panels)), dpi=100)
+    labels = {"loss_d": "loss D", "loss_g": "loss G", "d_real": "D(x)", "d_fake": "D(G(z))"}
+    for i, (ylabel, group) in enumerate(panels):
+        ax = fig.add_subplot(len(panels), 1, i + 1)
+        for name in group:
+            pts = [(r["step"], r[name]) for r in history
+                   if name in r and r[name] is not None and math.isfinite(r[name])]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, label=labels.get(name, name), linewidth=0.8)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if group:
+            ax.legend(loc="best")
+        if i == 0:
+            ax.set_title(title)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -8,8 +8,15 @@ no number: the generator forward of the discriminator step runs without a graph,
 the discriminator's weight gradients are not computed during the generator step (the
 original code computes them and throws them away at the next ``zero_grad``).
 
-Faster numerics are opt-in: ``precision="bf16"``/``"fp16"`` (autocast; BCE on
-probabilities is switched to its logits twin, which is autocast-safe),
+The step itself -- objective, regularisers, constraints, schedule, gradient accumulation --
+is a :class:`~gankit.train.GANStep` (``gankit.train.step``); the Trainer is its *engine*: it
+owns the numerics (precision, autocast, gradient scalers, channels-last, compile, DDP, CUDA
+graphs), the counters, the data, the outputs and the checkpoints, and gives every step --
+a user's too -- the same primitives (:meth:`Trainer.latents`, :meth:`Trainer.generate`,
+:meth:`Trainer.score`, :meth:`Trainer.optimize`).
+
+Faster numerics are opt-in: ``precision="bf16"``/``"fp16"`` (autocast; a loss on
+probabilities is replaced by its declared autocast-safe twin, e.g. BCE by BCE on logits),
 ``channels_last=True``, ``compile=True``, ``cuda_graph=True`` (CUDA: the whole step
 captured and replayed, :mod:`gankit.train.graphs`) and ``latents="device"``.
 
@@ -34,11 +41,12 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..constraints import WeightClipper
 from ..errors import CheckpointError, ConfigError, TrainingError
-from ..losses import get_loss, gradient_penalty, r1_penalty
-from ..presets import Recipe, get_preset
+from ..presets import Recipe
 from . import distributed as _dist
+from .batch import Batch, as_batch
+from .callbacks import Callback
+from .step import GANStep
 from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, atomic_save, load_checkpoint
 from .graphs import StepGraphs, make_graph_safe, optimizer_flags, restore_optimizer_flags
 from .hostmem import tune_host_allocator
@@ -47,7 +55,8 @@ from .outputs import MetricsLog, plot_loss_curve, save_grid
 __all__ = ["Trainer", "resolve_device"]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-HISTORY_COLUMNS = ("step", "epoch", "loss_d", "loss_g", "d_real", "d_fake")
+#: The values every step of the default GANStep logs (user terms add their own names).
+CORE_LOGS = ("loss_d", "loss_g", "d_real", "d_fake")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -96,19 +105,17 @@ def _has_batchnorm(*modules: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for net in modules for m in net.modules())
 
 
-def _first_tensor(batch: Any) -> torch.Tensor:
-    """Real images from a batch: a tensor, or the first item of (images, labels)."""
-    if isinstance(batch, torch.Tensor):
-        return batch
-    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
-        return batch[0]
-    if isinstance(batch, dict):
-        for key in ("image", "images", "x"):
-            if isinstance(batch.get(key), torch.Tensor):
-                return batch[key]
-    raise ConfigError(
-        f"a data batch must be an image tensor or an (images, labels) pair, got {type(batch).__name__}."
-    )
+class _Optimize:
+    """What :meth:`Trainer.optimize` yields: ``backward(loss)`` through the side's scaler."""
+
+    def __init__(self, trainer: Trainer, side: str) -> None:
+        self._trainer, self.side = trainer, side
+        self.optimizer = trainer.opt_d if side == "d" else trainer.opt_g
+        self.scaler = trainer.scaler_d if side == "d" else trainer.scaler_g
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Back-propagate ``loss`` (scaled under fp16); gradients add up until the step."""
+        self.scaler.scale(loss).backward()
 
 
 class Trainer:
@@ -119,6 +126,17 @@ class Trainer:
         device: ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"``, ...
         out_dir: where metrics, sample grids, the loss curve and checkpoints go; None
             writes nothing.
+        step: the training step (:class:`~gankit.train.GANStep` or a subclass); by default
+            the recipe's own (``recipe.step``), else one built from its settings (loss,
+            ``gp_weight``, ``r1_gamma``, ``clip_value``, ``n_critic``, ``n_critic_count``).
+        callbacks: :class:`~gankit.train.Callback` objects told of every step and epoch;
+            each keeps its state in the checkpoints under its ``name``.
+        schedules: ``{target: schedule}`` applied before every step (see
+            :mod:`gankit.schedules`: ``"g.lr"``, ``"d.beta2"``, a regulariser's name, ...).
+        grid_every_steps: also render the sample grid every this many steps.
+        checkpoint_every_steps: also save ``checkpoints/step_NNNNNNN.pt`` every this many steps
+            (besides ``last.pt`` and the recipe's ``checkpoint_every`` epochs).
+        keep_last: keep only the newest this many periodic checkpoints (None: all).
         precision: ``"fp32"`` (faithful, default), ``"bf16"`` or ``"fp16"`` autocast.
         channels_last: use channels-last memory format (fast mode).
         compile: ``torch.compile`` the generator and the discriminator separately.
@@ -127,10 +145,12 @@ class Trainer:
             its fused kernel; see :mod:`gankit.train.graphs`). A step then costs one launch.
         latents: ``"cpu"`` (faithful: ``torch.randn`` on the default CPU generator, then
             moved) or ``"device"`` (drawn on the device; faster on GPUs, other numbers).
-        data_seed: seed of the shuffling of data that gankit batches itself.
+        latent_sampler: a callable ``(n, z_dim) -> Tensor`` that replaces the default
+            draw of every training latent batch (e.g. to feed recorded latents).
+        data_seed: seed of the ``"seeded"`` shuffling of data that gankit batches itself.
         progress: show a tqdm progress bar in :meth:`fit`.
-        log_every: read losses back from the device every this many steps (fewer host
-            syncs); every step still gets its own line in the metrics log.
+        log_every: read logged values back from the device every this many steps (fewer
+            host syncs); every step still gets its own line in the metrics log.
         deterministic: ask torch for deterministic algorithms (and no cuDNN autotuning).
         tune_malloc: keep freed host memory in the process instead of returning it to the
             OS every step (glibc's ``mallopt``, process-wide; no number changes; see
@@ -172,11 +192,18 @@ class Trainer:
         *,
         device: str | torch.device = "auto",
         out_dir: str | os.PathLike | None = None,
+        step: GANStep | None = None,
+        callbacks: Sequence[Callback] = (),
+        schedules: dict[str, Any] | None = None,
+        grid_every_steps: int | None = None,
+        checkpoint_every_steps: int | None = None,
+        keep_last: int | None = None,
         precision: str = "fp32",
         channels_last: bool = False,
         compile: bool = False,
         cuda_graph: bool = False,
         latents: str = "cpu",
+        latent_sampler: Any = None,
         data_seed: int = 0,
         progress: bool = True,
         log_every: int = 10,
@@ -198,16 +225,22 @@ class Trainer:
             raise ConfigError(f"latents must be 'cpu' or 'device', got {latents!r}.")
         if log_every < 1:
             raise ConfigError(f"log_every must be >= 1, got {log_every}.")
-        for name, value in (("eval_every", eval_every), ("eval_every_epochs", eval_every_epochs)):
-            if value is not None and value < 1:
-                raise ConfigError(f"{name} must be >= 1 or None, got {value}.")
+        for name, value in (("eval_every", eval_every), ("eval_every_epochs", eval_every_epochs),
+                            ("grid_every_steps", grid_every_steps),
+                            ("checkpoint_every_steps", checkpoint_every_steps), ("keep_last", keep_last)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer or None, got {value!r}.")
         if eval_samples < 2:
             raise ConfigError(f"eval_samples must be >= 2, got {eval_samples}.")
         self.eval_every, self.eval_every_epochs = eval_every, eval_every_epochs
         self.eval_samples, self.eval_metrics = eval_samples, tuple(eval_metrics)
         self.eval_extractor, self.eval_reference = eval_extractor, eval_reference
         self.eval_history: list[dict[str, Any]] = []
+        self.grid_every_steps, self.checkpoint_every_steps = grid_every_steps, checkpoint_every_steps
+        self.keep_last = keep_last
         self._train_images: torch.Tensor | None = None
+        self._loader: Any = None  # the BatchLoader of the current fit (its state is checkpointed)
+        self._data_state: dict[str, Any] | None = None  # a checkpoint's loader state, until fit
         self.recipe = recipe
         self.settings = recipe.settings
         self.device = resolve_device(device)
@@ -215,7 +248,8 @@ class Trainer:
         self.precision = precision
         self.channels_last = channels_last
         self.compiled = compile
-        self.latents = latents
+        self.latents_on = latents
+        self.latent_sampler = latent_sampler
         self.data_seed = data_seed
         self.progress = progress
         self.log_every = log_every
@@ -243,23 +277,30 @@ class Trainer:
             self.generator = _dist.convert_sync_batchnorm(self.generator, self.dist)
             self.discriminator = _dist.convert_sync_batchnorm(self.discriminator, self.dist)
         self.opt_g, self.opt_d = recipe.build_optimizers()
-        self.loss = get_loss(self.settings.loss)
-        self.clipper = WeightClipper(self.settings.clip_value) if self.settings.clip_value else None
 
-        self._dtype = PRECISIONS[precision]
-        self._autocast_dtype = self._dtype
-        if self._dtype is not None and self.device.type == "mps":
+        # -- the step, and the objective as the numerics need it
+        self.step_fn: GANStep = step if step is not None else recipe.make_step()
+        if not isinstance(self.step_fn, GANStep):
+            raise ConfigError(f"step must be a gankit.train.GANStep (or a subclass), got "
+                              f"{type(self.step_fn).__name__}.")
+        self._autocast_dtype = PRECISIONS[precision]
+        if self._autocast_dtype is not None and self.device.type == "mps":
             raise ConfigError("mixed precision is not supported on mps by gankit; use precision='fp32'.")
-        # BCE on probabilities is not autocast-safe: under mixed precision the sigmoid is
-        # folded into the loss (same function, computed stably on logits).
-        self._loss = self.loss
-        if self._dtype is not None and self.loss.name == "bce":
-            self._loss = get_loss("bce_logits")
-        self._use_logits = self._loss.from_logits
+        self.objective = self.step_fn.objective
+        if self._autocast_dtype is not None:  # a loss on probabilities is not autocast-safe
+            self.objective = self.objective.for_mixed_precision()
         self._probability_head = bool(getattr(_unwrap(self.discriminator), "outputs_probability", False))
+        if self._probability_head is False and not self.objective.from_logits:
+            pass  # a probability loss on a raw critic is the user's choice (e.g. their own head)
+        self._use_logits = self.objective.from_logits
         scaling = precision == "fp16" and self.device.type == "cuda"
         self.scaler_g = torch.amp.GradScaler("cuda", enabled=scaling)
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=scaling)
+        self.schedules = dict(schedules or {})
+        self.callbacks = list(callbacks)
+        names = [c.name for c in self.callbacks]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"callback names must be unique (they name checkpoint slots), got {names}.")
 
         # The networks the loop calls; wrappers (torch.compile, DDP) go here, the plain
         # modules stay in self.generator / self.discriminator.
@@ -276,20 +317,25 @@ class Trainer:
             self.g_run = torch.compile(self.g_run)
             self.d_gen = torch.compile(self.discriminator)
             self.d_run = self.d_gen if self.dist is None else torch.compile(self.d_run)
+        self.step_fn.bind(self)
         self.cuda_graph = cuda_graph
         self._graphs: StepGraphs | None = None
+        self._latent_override = None  # set while a CUDA graph captures or replays
+        self._network_calls = 0
         if cuda_graph:
             self._check_cuda_graph()
             make_graph_safe(self.opt_g)
             make_graph_safe(self.opt_d)
-            self._graphs = StepGraphs(self._compute, self._latent, z_dim=self.settings.z_dim,
+            self._graphs = StepGraphs(self._graph_step, self._draw_latent, z_dim=self.settings.z_dim,
                                       latents_on_device=latents == "device", device=self.device)
 
         self.step = 0  # train_step calls so far
         self.epoch = 0  # completed epochs
         self.batch_index = 0  # batches consumed in the current epoch (n_critic phase)
-        self.g_steps = 0
-        self.history: list[list[float]] = []
+        self.d_steps = 0  # discriminator phases so far (the global n_critic count)
+        self.g_steps = 0  # generator phases so far
+        self.step_latents: list[torch.Tensor] = []  # the latents the last step drew, in order
+        self.history: list[dict[str, float]] = []
         self._pending: list[tuple[int, int, dict[str, torch.Tensor | None]]] = []
         self._last_checkpoint: Path | None = None
         self._last_saved_step = -1
@@ -305,116 +351,205 @@ class Trainer:
         if self.dist is not None:  # same weights and z_sample everywhere; own latents per rank
             _dist.seed_rank_streams(self.dist, torch.initial_seed())
 
-    # ------------------------------------------------------------------ one step
+    @property
+    def captured_graphs(self) -> int:
+        """How many step variants are captured in CUDA graphs (0 without ``cuda_graph``)."""
+        return 0 if self._graphs is None else self._graphs.captured
 
-    def _latent(self, n: int) -> torch.Tensor:
-        if self.latents == "device":
+    # ------------------------------------------------------------------ engine primitives
+
+    @property
+    def latents_source(self) -> str:
+        """``"cpu"`` or ``"device"``: where the default latents are drawn."""
+        return self.latents_on
+
+    def _draw_latent(self, n: int) -> torch.Tensor:
+        if self.latent_sampler is not None:
+            return self.latent_sampler(n, self.settings.z_dim).to(self.device, non_blocking=True)
+        if self.latents_on == "device":
             return torch.randn(n, self.settings.z_dim, device=self.device)
         return torch.randn(n, self.settings.z_dim).to(self.device, non_blocking=True)
 
-    def _autocast(self):
+    def latents(self, n: int) -> torch.Tensor:
+        """Draw one batch of ``n`` training latents (the faithful order: ``torch.randn`` on the
+        CPU generator, moved to the device), recorded in :attr:`step_latents`.
+
+        Args:
+            n: batch size.
+
+        Returns:
+            ``(n, z_dim)`` latents on the trainer's device.
+        """
+        draw = self._latent_override or self._draw_latent
+        z = draw(n)
+        self.step_latents.append(z)
+        return z
+
+    def autocast(self):
+        """The precision context of network calls (a no-op in fp32)."""
         if self._autocast_dtype is None:
             return contextlib.nullcontext()
         # A captured step cannot keep autocast's cache of cast weights (torch.cuda.graph's
         # rule); without the cache the casts are recomputed: same values, a little slower.
         return torch.autocast(self.device.type, dtype=self._autocast_dtype, cache_enabled=not self.cuda_graph)
 
-    def _score(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        out = net(x, return_logits=self._use_logits) if self._probability_head else net(x)
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the generator (as wrapped by DDP / compile) under the trainer's precision.
+
+        Args:
+            z: latents.
+            labels: class labels for a conditional generator (passed as ``labels=``).
+
+        Returns:
+            The generated images (float32 outside autocast's own dtype choices).
+        """
+        self._network_calls += 1
+        with self.autocast():
+            return self.g_run(z) if labels is None else self.g_run(z, labels=labels)
+
+    def score(self, x: torch.Tensor, *, generator_step: bool = False, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The discriminator's scores of ``x`` as float32 ``(N,)``, through the engine.
+
+        A probability head returns logits when the objective wants logits (its autocast-safe
+        form under mixed precision). In the generator step the plain discriminator is
+        called (under DDP its gradients there are not needed).
+
+        Args:
+            x: images.
+            generator_step: called from the generator's update.
+            labels: class labels for a conditional discriminator (passed as ``labels=``).
+        """
+        self._network_calls += 1
+        net = self.d_gen if generator_step else self.d_run
+        kwargs = {} if labels is None else {"labels": labels}
+        with self.autocast():
+            out = net(x, return_logits=self._use_logits, **kwargs) if self._probability_head else net(x, **kwargs)
         return out.float()
 
-    def _mean_output(self, out: torch.Tensor) -> torch.Tensor:
-        # D(x) as the original reports it: a probability when the head has a sigmoid.
+    def mean_output(self, out: torch.Tensor) -> torch.Tensor:
+        """Mean discriminator output as the original reports it (a probability for a sigmoid head)."""
         if self._use_logits and self._probability_head:
             out = torch.sigmoid(out)
         return out.detach().mean()
 
-    def _prepare(self, real: torch.Tensor) -> torch.Tensor:
-        real = real.to(self.device, non_blocking=True)
-        if self.channels_last:
-            real = real.contiguous(memory_format=torch.channels_last)
-        return real
+    @contextlib.contextmanager
+    def optimize(self, side: str):
+        """One optimizer update of ``side`` (``"d"`` or ``"g"``): gradients cleared on entry,
+        the yielded object's ``backward(loss)`` accumulates them, the step runs on exit.
 
-    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor | None]:
-        """Process one batch of real images as the recipe's loop body does.
+        Example:
+            >>> with trainer.optimize("d") as opt:  # doctest: +SKIP
+            ...     opt.backward(loss)
+        """
+        if side not in ("d", "g"):
+            raise ConfigError(f"side must be 'd' or 'g', got {side!r}.")
+        update = _Optimize(self, side)
+        update.optimizer.zero_grad(set_to_none=True)
+        yield update
+        update.scaler.step(update.optimizer)
+        update.scaler.update()
 
-        Discriminator step (real batch first, then a fresh fake batch), clipping if the
-        recipe clips, then a generator step when the n_critic schedule says so
-        (after batch ``i`` of the epoch when ``(i + 1) % n_critic == 0``).
+    @contextlib.contextmanager
+    def frozen_discriminator(self):
+        """Within it the discriminator's own gradients are not computed (gradients still flow
+        through it to the generator): the generator step needs only G's."""
+        d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
+        for p in d_params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in d_params:
+                p.requires_grad_(True)
+
+    # ------------------------------------------------------------------ one step
+
+    def _prepare(self, batch: Any) -> Batch:
+        return as_batch(batch).to(self.device, channels_last=self.channels_last)
+
+    def apply_schedules(self) -> None:
+        """Set every scheduled hyper-parameter to its value at the current step."""
+        for target, schedule in self.schedules.items():
+            self._set_hparam(target, float(schedule(self.step)))
+
+    def _set_hparam(self, target: str, value: float) -> None:
+        owner, _, attr = target.partition(".")
+        if owner in ("g", "d") and attr:
+            opt = self.opt_g if owner == "g" else self.opt_d
+            for group in opt.param_groups:
+                if attr in ("beta1", "beta2"):
+                    betas = list(group["betas"])
+                    betas[0 if attr == "beta1" else 1] = value
+                    group["betas"] = tuple(betas)
+                elif attr in group:
+                    group[attr] = value
+                else:
+                    raise ConfigError(f"schedule target {target!r}: the optimizer has no {attr!r}; "
+                                      f"use one of {', '.join(k for k in group if k != 'params')}.")
+            return
+        for reg in self.step_fn.regularizers:
+            if reg.name == owner:
+                setattr(reg, attr or "weight", value)
+                return
+        for cb in self.callbacks:
+            if cb.name == owner and attr:
+                setattr(cb, attr, value)
+                return
+        raise ConfigError(f"unknown schedule target {target!r}; use g.lr, d.lr, g.beta1/beta2, "
+                          "a regulariser's name or '<callback name>.<attribute>'.")
+
+    def train_step(self, batch: Any) -> dict[str, torch.Tensor | None]:
+        """Process one batch of real data with the trainer's step (:attr:`step_fn`).
+
+        The discriminator update (real batch first, then a fresh fake batch), constraints
+        such as clipping, then a generator update when the schedule says so (by default
+        after batch ``i`` of the epoch when ``(i + 1) % n_critic == 0``). Scheduled
+        hyper-parameters are set first; the counters advance after.
 
         Args:
-            real: ``(N, C, H, W)`` images in [-1, 1] (any device; moved to the trainer's).
+            batch: ``(N, C, H, W)`` images in [-1, 1], an ``(images, labels)`` pair or a
+                :class:`~gankit.train.Batch` (any device; moved to the trainer's).
 
         Returns:
-            ``loss_d``, ``loss_g`` (None when the generator did not step), ``d_real`` and
-            ``d_fake`` (mean discriminator outputs), as detached 0-d tensors on the
-            device -- reading them (``float(...)``) waits for the device.
+            The logged values: ``loss_d``, ``loss_g`` (None when the generator did not
+            step), ``d_real`` and ``d_fake`` (mean discriminator outputs) and every
+            regulariser's or user term's value, as detached 0-d tensors on the device --
+            reading them (``float(...)``) waits for the device.
         """
-        real = self._prepare(_first_tensor(real))
-        g_step = (self.batch_index + 1) % self.settings.n_critic == 0
+        batch = self._prepare(batch)
+        self.apply_schedules()
+        g_phase = self.step_fn.schedule.generator_phase(batch_index=self.batch_index, d_steps=self.d_steps)
+        self.step_latents = []
+        self._network_calls = 0
         if self._graphs is not None:
-            out = self._graphs(real, g_step)
+            out = self._graphs(batch.images, g_phase)
         else:
-            out = self._compute(real, g_step, self._latent)
-        if g_step:
+            out = self.step_fn(batch, generator_phase=g_phase)
+            if self._autocast_dtype is not None and self._network_calls == 0:
+                raise ConfigError(
+                    f"the step {type(self.step_fn).__name__} called no network through the trainer "
+                    f"(trainer.generate / trainer.score), so precision={self.precision!r} cannot apply; "
+                    "call them in your step, or train with precision='fp32'.")
+        if g_phase:
             self.g_steps += 1
+        self.d_steps += 1
         self.batch_index += 1
         self.step += 1
         return out
 
-    def _compute(self, real: torch.Tensor, g_step: bool, latent) -> dict[str, torch.Tensor | None]:
-        """The arithmetic of one step (no bookkeeping); ``latent(n)`` gives each latent batch."""
-        s = self.settings
-        n = real.shape[0]
-
-        # -- discriminator step (SPEC steps 1-3)
-        z = latent(n)
-        with torch.no_grad(), self._autocast():
-            fake = self.g_run(z)  # no graph: the original detaches it anyway
-        with self._autocast():
-            real_out = self._score(self.d_run, real)
-            fake_out = self._score(self.d_run, fake)
-            loss_d = self._loss.d_loss(real_out, fake_out)
-        if s.gp_weight:
-            loss_d = loss_d + gradient_penalty(self.d_run, real, fake.float(), weight=s.gp_weight)
-        if s.r1_gamma:
-            loss_d = loss_d + r1_penalty(self.d_run, real, gamma=s.r1_gamma)
-        self.opt_d.zero_grad(set_to_none=True)
-        self.scaler_d.scale(loss_d).backward()
-        self.scaler_d.step(self.opt_d)
-        self.scaler_d.update()
-        if self.clipper is not None:
-            self.clipper(self.discriminator)
-
-        # -- generator step (SPEC step 4-5, every n_critic batches)
-        loss_g = None
-        if g_step:
-            z = latent(n)
-            d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
-            for p in d_params:  # gradients flow through D to G, but D's own are not needed
-                p.requires_grad_(False)
-            try:
-                with self._autocast():
-                    out = self._score(self.d_gen, self.g_run(z))
-                    loss_g = self._loss.g_loss(out)
-                self.opt_g.zero_grad(set_to_none=True)
-                self.scaler_g.scale(loss_g).backward()
-                self.scaler_g.step(self.opt_g)
-                self.scaler_g.update()
-            finally:
-                for p in d_params:
-                    p.requires_grad_(True)
-        return {
-            "loss_d": loss_d.detach(),
-            "loss_g": None if loss_g is None else loss_g.detach(),
-            "d_real": self._mean_output(real_out),
-            "d_fake": self._mean_output(fake_out),
-        }
+    def _graph_step(self, real: torch.Tensor, g_phase: bool, latent) -> dict[str, torch.Tensor | None]:
+        """The step as a CUDA graph records it: latents from ``latent(n)``."""
+        self._latent_override = latent
+        try:
+            return self.step_fn(Batch(real), generator_phase=g_phase)
+        finally:
+            self._latent_override = None
 
     def _check_cuda_graph(self) -> None:
         """Refuse the combinations a captured step cannot run (one line each)."""
-        s = self.settings
         problem = None
+        unsafe = [r.name for r in self.step_fn.regularizers if not r.graph_safe]
+        unsafe += [c.name for c in self.step_fn.constraints if not c.graph_safe]
         if self.device.type != "cuda":
             problem = f"cuda_graph needs a CUDA device, this trainer is on {self.device.type}"
         elif self.dist is not None:
@@ -423,8 +558,11 @@ class Trainer:
             problem = "cuda_graph and compile cannot be combined (torch.compile brings its own graphs)"
         elif self.precision == "fp16":
             problem = "cuda_graph does not support fp16 (its gradient scaler checks on the host)"
-        elif s.gp_weight or s.r1_gamma:
-            problem = "cuda_graph does not support gradient penalties (gp_weight / r1_gamma)"
+        elif unsafe:
+            problem = (f"cuda_graph does not support the regularisers {', '.join(unsafe)} "
+                       "(input gradients or lazy intervals)")
+        elif self.schedules:
+            problem = "cuda_graph does not support hyper-parameter schedules (values are captured)"
         if problem:
             raise ConfigError(f"{problem}; train without cuda_graph (drop --cuda-graph).")
 
@@ -458,6 +596,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ fitting
 
+    # ------------------------------------------------------------------ fitting
+
     def _as_batches(self, data: Any) -> Any:
         """Turn what the user gave into something iterable over batches, once per epoch.
 
@@ -474,10 +614,23 @@ class Trainer:
             images = data if isinstance(data, torch.Tensor) else data.images
             self._check_images(images.shape[1:])
             self._train_images = images  # the default reference of evaluations
+            state = self._data_state
+            shuffle = self.settings.shuffle if state is None else state.get("shuffle", "seeded")
             if ctx is not None:
-                return _dist.ShardedBatchLoader(images, bs, rank=ctx.rank, world_size=ctx.world_size,
-                                                seed=self.data_seed, device=self.device)
-            return BatchLoader(images, bs, shuffle=True, seed=self.data_seed, device=self.device)
+                if shuffle == "dataloader" and self.is_main:
+                    warnings.warn("shuffle='dataloader' draws from each process's global RNG; under "
+                                  "torchrun every rank uses the seeded order instead (set shuffle=seeded "
+                                  "to silence this).", stacklevel=3)
+                self._loader = _dist.ShardedBatchLoader(images, bs, rank=ctx.rank, world_size=ctx.world_size,
+                                                        shuffle=shuffle != "none", seed=self.data_seed,
+                                                        device=self.device)
+                return self._loader
+            loader = BatchLoader(images, bs, shuffle=shuffle, seed=self.data_seed, device=self.device)
+            if state is not None and "num_images" in state:  # resuming: the epoch's sampler seed
+                loader.load_state_dict(state)
+            self._data_state = None
+            self._loader = loader
+            return loader
         if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__getitem__") and hasattr(data, "__len__"):
             if ctx is not None:
                 return _dist.SampledLoader(data, bs, rank=ctx.rank, world_size=ctx.world_size, seed=self.data_seed)
@@ -488,6 +641,15 @@ class Trainer:
             f"cannot train on a {type(data).__name__}; give a folder path, a dataset name, "
             "an image tensor, a Dataset or an iterable of batches."
         )
+
+    def _data_checkpoint(self) -> dict[str, Any] | None:
+        from ..data import BatchLoader
+
+        if isinstance(self._loader, BatchLoader):
+            return self._loader.state_dict()
+        if self._loader is not None:  # the sharded loaders order by seed
+            return {"shuffle": "seeded"}
+        return self._data_state
 
     def _check_images(self, shape) -> None:
         want = (self.settings.channels, self.settings.image_size, self.settings.image_size)
@@ -506,13 +668,18 @@ class Trainer:
             next(it, None)
         return it
 
+    def _notify(self, event: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, event)(self, *args)
+
     def fit(self, data: Any, *, epochs: int | None = None, max_steps: int | None = None) -> Trainer:
         """Train over ``data`` for ``epochs`` epochs (the recipe's by default) or ``max_steps`` steps.
 
-        After every epoch and at the end it renders the fixed-latent sample grid and the
-        loss curve, writes the metrics log and saves ``checkpoints/last.pt`` (and
-        ``checkpoints/epoch_NNNN.pt`` every ``checkpoint_every`` epochs) under ``out_dir``.
-        A resumed trainer continues where it stopped (same epoch, same batch).
+        After every epoch (and every ``grid_every_steps`` / ``checkpoint_every_steps`` steps)
+        and at the end it renders the fixed-latent sample grid and the loss curve, writes
+        the metrics log and saves ``checkpoints/last.pt`` (and ``checkpoints/epoch_NNNN.pt``
+        every ``checkpoint_every`` epochs) under ``out_dir``. Callbacks hear of every step
+        and epoch. A resumed trainer continues where it stopped (same epoch, same batch).
         Ctrl-C finishes the current step, saves a checkpoint and raises
         ``KeyboardInterrupt``. A non-finite loss raises :class:`~gankit.errors.TrainingError`
         naming the step; the last good checkpoint is kept.
@@ -534,6 +701,7 @@ class Trainer:
         previous_handler = self._install_sigint()
         bar = None
         try:
+            self._notify("on_fit_start")
             if self._evaluating and self.step == 0 and not self.eval_history:
                 self.evaluate_now()  # where training starts from
             while self.epoch < epochs and not self._done(max_steps):
@@ -541,11 +709,13 @@ class Trainer:
                     loader.set_epoch(self.epoch)
                 total = len(loader) if hasattr(loader, "__len__") else None
                 bar = self._bar(total)
-                for batch in self._iter_from(loader, self.batch_index):
+                if self.batch_index == 0:
+                    self._notify("on_epoch_start")
+                for raw in self._iter_from(loader, self.batch_index):
                     if self._done(max_steps):  # checked first, so a last batch still closes its epoch
                         break
-                    real = _first_tensor(batch)
-                    if use_bn and real.shape[0] == 1:
+                    batch = as_batch(raw)
+                    if use_bn and len(batch) == 1:
                         warnings.warn(
                             f"skipping a batch of one image at epoch {self.epoch + 1} (BatchNorm "
                             "cannot train on it); use a batch size that does not leave one image.",
@@ -553,11 +723,14 @@ class Trainer:
                         )
                         self.batch_index += 1
                         continue
-                    self._record(self._guarded_step(real))
+                    out = self._guarded_step(batch)
+                    self._record(out)
                     if bar is not None:
                         bar.update(1)
                     if len(self._pending) >= self.log_every:
                         self._flush(bar)
+                    self._notify("on_step_end", batch, out)
+                    self._every_steps()
                     if self.eval_every and self.step % self.eval_every == 0:
                         self.evaluate_now()
                     if self._stop_requested:
@@ -566,12 +739,14 @@ class Trainer:
                 else:
                     self.epoch += 1
                     self.batch_index = 0
+                    self._notify("on_epoch_end")
                     self._end_of_epoch()
                 if bar is not None:
                     bar.close()
                     bar = None
             if not (self.batch_index == 0 and self._last_saved_step == self.step):
                 self._finish(reason="end")
+            self._notify("on_fit_end")
         except BaseException:
             if self.dist is not None:  # leave the group at once: the other ranks fail, not hang
                 _dist.destroy_distributed()
@@ -582,9 +757,26 @@ class Trainer:
             self._restore_sigint(previous_handler)
         return self
 
-    def _guarded_step(self, real: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    def _every_steps(self) -> None:
+        if self.grid_every_steps and self.step % self.grid_every_steps == 0:
+            self._flush()
+            self._write_artifacts(f"step_{self.step:07d}")
+        if self.checkpoint_every_steps and self.step % self.checkpoint_every_steps == 0 and self.out_dir:
+            self.save(self.out_dir / "checkpoints" / "last.pt")
+            self._save_periodic(f"step_{self.step:07d}.pt")
+
+    def _save_periodic(self, name: str) -> None:
+        folder = self.out_dir / "checkpoints"
+        path = self.save(folder / name)
+        if self.keep_last and self.is_main:
+            prefix = name.split("_")[0] + "_"
+            kept = sorted(p for p in folder.glob(f"{prefix}*.pt") if p != path)
+            for old in kept[: max(0, len(kept) + 1 - self.keep_last)]:
+                old.unlink(missing_ok=True)
+
+    def _guarded_step(self, batch: Batch) -> dict[str, torch.Tensor | None]:
         try:
-            return self.train_step(real)
+            return self.train_step(batch)
         except RuntimeError as err:
             # BCE on probabilities refuses NaN inputs before any loss exists to check.
             if "between 0 and 1" not in str(err):
@@ -621,41 +813,49 @@ class Trainer:
         self._pending.append((self.step, self.epoch, out))
 
     def _flush(self, bar=None) -> None:
-        """Read pending losses back in one transfer, check them, log them."""
+        """Read pending logged values back in one transfer, check them, log them."""
         if not self._pending:
             return
+        names: list[str] = []
+        for _, _, out in self._pending:
+            names += [k for k in out if k not in names]
         nan = torch.tensor(float("nan"), device=self.device)
-        rows = torch.stack(
-            [
-                torch.stack([o["loss_d"].float(), nan if o["loss_g"] is None else o["loss_g"].float(),
-                             o["d_real"].float(), o["d_fake"].float()])
-                for _, _, o in self._pending
-            ]
-        )
+        rows = torch.stack([
+            torch.stack([nan if out.get(k) is None else out[k].float() for k in names])
+            for _, _, out in self._pending
+        ])
         if self.dist is not None:  # log the global batch: the mean over ranks (NaN if any has one)
             rows = self.dist.all_reduce(rows, "mean")
         rows = rows.cpu().tolist()
         elapsed = self._elapsed_before + time.perf_counter() - self._t0
         records = []
-        for (step, epoch, out), (ld, lg, dr, df) in zip(self._pending, rows):
-            bad = not math.isfinite(ld) or (out["loss_g"] is not None and not math.isfinite(lg))
+        for (step, epoch, out), values in zip(self._pending, rows):
+            # a step's record holds the names it logged (loss_g always: NaN / null when G did not step)
+            row = {k: v for k, v in zip(names, values) if k in out}
+            bad = [f"{k}={v}" for k, v in row.items() if out[k] is not None and not math.isfinite(v)]
             if bad:
-                raise self._non_finite(step, f"loss_d={ld}, loss_g={lg}")
-            self.history.append([float(step), float(epoch), ld, lg, dr, df])
-            records.append(
-                {"step": step, "epoch": epoch, "loss_d": ld, "loss_g": None if out["loss_g"] is None else lg,
-                 "d_real": dr, "d_fake": df, "seconds": round(elapsed, 3)}
-            )
+                raise self._non_finite(step, ", ".join(bad))
+            self.history.append({"step": float(step), "epoch": float(epoch),
+                                 **{k: v for k, v in row.items() if out[k] is not None or k == "loss_g"}})
+            records.append({"step": step, "epoch": epoch,
+                            **{k: (None if out[k] is None else v) for k, v in row.items()},
+                            "seconds": round(elapsed, 3)})
         self._pending.clear()
         if self.out_dir is not None and self.is_main:
             MetricsLog(self.out_dir / "metrics.jsonl").write(records)
         if bar is not None:
-            last = self.history[-1]
-            post = {"loss_d": f"{last[2]:.4f}", "D(x)": f"{last[4]:.3f}", "D(G(z))": f"{last[5]:.3f}"}
-            g = [h[3] for h in self.history[-self.log_every:] if math.isfinite(h[3])]
-            if g:
-                post["loss_g"] = f"{g[-1]:.4f}"
-            bar.set_postfix(post, refresh=False)
+            bar.set_postfix(self._postfix(), refresh=False)
+
+    def _postfix(self) -> dict[str, str]:
+        """The progress bar's columns: the last finite value of every logged name."""
+        shown = {"d_real": "D(x)", "d_fake": "D(G(z))"}
+        post: dict[str, str] = {}
+        for rec in reversed(self.history[-self.log_every:]):
+            for k, v in rec.items():
+                if k in ("step", "epoch") or k in post or not math.isfinite(v):
+                    continue
+                post[k] = f"{v:.4f}"
+        return {shown.get(k, k): post[k] for k in sorted(post, key=_log_order)}
 
     def _write_artifacts(self, tag: str) -> dict[str, Path]:
         if self.out_dir is None or not self.is_main:
@@ -730,7 +930,7 @@ class Trainer:
         if self.out_dir is not None:
             self.save(self.out_dir / "checkpoints" / "last.pt")
             if every and self.epoch % every == 0:
-                self.save(self.out_dir / "checkpoints" / f"epoch_{self.epoch:04d}.pt")
+                self._save_periodic(f"epoch_{self.epoch:04d}.pt")
 
     def _finish(self, reason: str) -> Path | None:
         self._flush()
@@ -771,6 +971,7 @@ class Trainer:
             "format_version": CHECKPOINT_VERSION,
             "gankit_version": __version__,
             "preset": self.recipe.name,
+            "builder": self.recipe.builder,
             "overrides": dict(self.recipe.overrides),
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
@@ -781,16 +982,20 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "batch_index": self.batch_index,
+            "d_steps": self.d_steps,
             "g_steps": self.g_steps,
+            "step_state": self.step_fn.state_dict(),
+            "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks},
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": list(cuda_rng),
             "z_sample": self.z_sample,
             "data_seed": self.data_seed,
-            "history": torch.tensor(self.history, dtype=torch.float64).reshape(-1, len(HISTORY_COLUMNS)),
+            "data": self._data_checkpoint(),
+            "history": _pack_history(self.history),
             "eval_history": [dict(r) for r in self.eval_history],
             "elapsed": self._elapsed_before + time.perf_counter() - self._t0,
             "trainer": {"precision": self.precision, "channels_last": self.channels_last,
-                        "latents": self.latents, "compile": self.compiled,
+                        "latents": self.latents_on, "compile": self.compiled,
                         "cuda_graph": self.cuda_graph},
             **self._distributed_state(),
         }
@@ -854,9 +1059,18 @@ class Trainer:
             ) from None
         self.step, self.epoch = int(ckpt["step"]), int(ckpt["epoch"])
         self.batch_index, self.g_steps = int(ckpt["batch_index"]), int(ckpt["g_steps"])
+        self.d_steps = int(ckpt.get("d_steps", self.step))
+        self.step_fn.load_state_dict(ckpt.get("step_state") or {})
+        saved_callbacks = ckpt.get("callbacks") or {}
+        for cb in self.callbacks:
+            if cb.name in saved_callbacks:
+                cb.load_state_dict(saved_callbacks[cb.name])
         self.z_sample = ckpt["z_sample"].clone()
         self.data_seed = int(ckpt.get("data_seed", self.data_seed))
-        self.history = ckpt["history"].tolist()
+        # checkpoints before the "data" entry batched with the seeded order
+        self._data_state = ckpt["data"] if "data" in ckpt else {"shuffle": "seeded"}
+        self._loader = None
+        self.history = _unpack_history(ckpt["history"])
         self.eval_history = [dict(r) for r in ckpt.get("eval_history", [])]
         self._elapsed_before = float(ckpt.get("elapsed", 0.0))
         self._t0 = time.perf_counter()
@@ -906,7 +1120,10 @@ class Trainer:
     ) -> Trainer:
         """Rebuild a trainer from a checkpoint: its preset, overrides, weights and state.
 
-        The preset must be registered in this process (built-in ones always are).
+        The recipe is rebuilt from the checkpoint: a registered preset by name, otherwise
+        the importable builder it records (``module:function``), whose module must already be
+        imported in this process (``gankit --import MODULE`` on the command line): a
+        checkpoint never makes gankit import code by itself.
 
         Args:
             path: a checkpoint written by :meth:`save`.
@@ -920,11 +1137,10 @@ class Trainer:
         Raises:
             CheckpointError: for a missing, truncated or foreign file.
         """
+        from ..presets import rebuild_recipe
+
         ckpt = load_checkpoint(path)
-        try:
-            recipe = get_preset(ckpt["preset"], **ckpt.get("overrides", {}))
-        except ConfigError as err:
-            raise CheckpointError(f"cannot rebuild the recipe of {path}: {err}") from None
+        recipe = rebuild_recipe(ckpt, source=str(path))
         trainer = cls(recipe, device=device, out_dir=out_dir, z_sample=ckpt["z_sample"], **kwargs)
         trainer.load_state_dict(ckpt, source=str(path))
         trainer._last_checkpoint = Path(path)
@@ -944,3 +1160,27 @@ class Trainer:
         from .export import export_generator
 
         return export_generator(self.generator, self.recipe, path)
+
+
+def _log_order(name: str) -> tuple[int, str]:
+    order = {k: i for i, k in enumerate(CORE_LOGS)}
+    return (order.get(name, len(order)), name)
+
+
+def _pack_history(history: list[dict[str, float]]) -> dict[str, Any]:
+    """The history as compact columns for checkpoints (NaN where a name was not logged)."""
+    names: list[str] = []
+    for rec in history:
+        names += [k for k in rec if k not in names]
+    values = torch.tensor([[rec.get(k, math.nan) for k in names] for rec in history],
+                          dtype=torch.float64).reshape(len(history), len(names))
+    return {"columns": names, "values": values}
+
+
+def _unpack_history(saved: Any) -> list[dict[str, float]]:
+    if isinstance(saved, torch.Tensor):  # checkpoints before named columns
+        old = ("step", "epoch", "loss_d", "loss_g", "d_real", "d_fake")
+        return [dict(zip(old, row)) for row in saved.tolist()]
+    names = list(saved["columns"])
+    return [{k: v for k, v in zip(names, row) if k in ("step", "epoch") or math.isfinite(v) or k == "loss_g"}
+            for row in saved["values"].tolist()]

@@ -1,0 +1,311 @@
+"""The training step: an objective, regularisers, constraints and a schedule, as one object.
+
+:class:`GANStep` is what :class:`~gankit.Trainer` runs for every real batch. It owns the
+*arithmetic* of a step and nothing else: which latents are drawn, which networks are
+called on what, which losses are summed, which optimizer steps. Everything about *how*
+it runs -- precision, autocast, gradient scaling, channels-last, ``torch.compile``, DDP,
+CUDA graphs -- belongs to the trainer's engine and is reached through the
+:class:`StepContext` and the trainer's primitives (:meth:`~gankit.Trainer.latents`,
+:meth:`~gankit.Trainer.generate`, :meth:`~gankit.Trainer.score`,
+:meth:`~gankit.Trainer.optimize`), so a step written by a user keeps every engine feature.
+
+The seams, from the smallest change to the largest:
+
+* pass another ``objective`` (any :class:`~gankit.losses.AdversarialLoss`), more
+  ``regularizers`` or ``constraints``, a ``schedule`` (:class:`StepSchedule`) or
+  ``accumulate`` (gradient accumulation over micro-batches);
+* subclass and override :meth:`GANStep.d_loss` / :meth:`GANStep.g_loss` (the loss of one
+  micro-batch, with its logged values);
+* subclass and override :meth:`GANStep.train_discriminator` /
+  :meth:`GANStep.train_generator` (one whole update of one network).
+
+The report's two procedures are two configurations: task one is ``GANStep(bce)``, task
+two ``GANStep(wasserstein, constraints=[WeightClip(0.01)], schedule=StepSchedule(n_critic=5))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..losses import AdversarialLoss, get_loss
+from ..regularizers import Constraint, Regularizer
+from .batch import Batch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .trainer import Trainer
+
+__all__ = ["StepSchedule", "StepContext", "GANStep"]
+
+
+@dataclass(frozen=True)
+class StepSchedule:
+    """When the generator steps, relative to the discriminator.
+
+    Args:
+        n_critic: discriminator steps per generator phase.
+        count: ``"epoch"``: the generator steps after real batch ``i`` of an epoch when
+            ``(i + 1) % n_critic == 0`` (SPEC.md's task-two rule: the count restarts every
+            epoch, so an epoch of fewer than ``n_critic`` batches has no generator step);
+            ``"global"``: the same over the discriminator steps of the whole run.
+        order: ``"d_first"`` (the report's) or ``"g_first"``: within a batch, the generator
+            phase runs before the discriminator step.
+        g_steps: generator updates in each generator phase (fresh latents each).
+
+    Example:
+        >>> s = StepSchedule(n_critic=5, count="global")
+        >>> [s.generator_phase(batch_index=i % 4, d_steps=i) for i in range(10)].count(True)
+        2
+    """
+
+    n_critic: int = 1
+    count: str = "epoch"
+    order: str = "d_first"
+    g_steps: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("n_critic", "g_steps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}.")
+        if self.count not in ("epoch", "global"):
+            raise ConfigError(f"count must be 'epoch' or 'global', got {self.count!r}.")
+        if self.order not in ("d_first", "g_first"):
+            raise ConfigError(f"order must be 'd_first' or 'g_first', got {self.order!r}.")
+
+    def generator_phase(self, *, batch_index: int, d_steps: int) -> bool:
+        """Whether the generator steps with this batch.
+
+        Args:
+            batch_index: index of the batch within its epoch.
+            d_steps: discriminator steps before this batch, over the whole run.
+        """
+        i = batch_index if self.count == "epoch" else d_steps
+        return (i + 1) % self.n_critic == 0
+
+
+@dataclass
+class StepContext:
+    """What a loss or a regulariser sees of the current (micro-)batch.
+
+    Attributes:
+        trainer: the trainer (its networks, settings, counters).
+        side: ``"d"`` or ``"g"``: whose loss is being computed.
+        real: real images of the micro-batch.
+        labels: their labels, or None.
+        z: the latents of the micro-batch.
+        fake: generated images (detached in the discriminator step).
+        real_out: discriminator outputs on ``real`` (None in a generator step whose
+            objective does not use them).
+        fake_out: discriminator outputs on ``fake``.
+        logs: values logged so far in this step (add your own: they are logged by name).
+    """
+
+    trainer: Trainer
+    side: str
+    real: Tensor
+    labels: Tensor | None
+    z: Tensor
+    fake: Tensor | None = None
+    real_out: Tensor | None = None
+    fake_out: Tensor | None = None
+    logs: dict[str, Tensor] = field(default_factory=dict)
+
+    def score(self, x: Tensor) -> Tensor:
+        """The discriminator's scores of ``x`` through the engine (as the objective wants them)."""
+        return self.trainer.score(x, generator_step=self.side == "g")
+
+
+class GANStep:
+    """One training step: the discriminator update, then (on schedule) the generator's.
+
+    Args:
+        objective: the adversarial loss (a name or an :class:`~gankit.losses.AdversarialLoss`).
+        regularizers: loss terms (:class:`~gankit.regularizers.Regularizer`), each logged.
+        constraints: weight constraints (:class:`~gankit.regularizers.Constraint`).
+        schedule: when the generator steps (:class:`StepSchedule`).
+        accumulate: split every batch into this many micro-batches; gradients are summed
+            (each micro-batch loss divided by ``accumulate``) before one optimizer step.
+
+    Example:
+        >>> from gankit.regularizers import R1Penalty
+        >>> step = GANStep("hinge", regularizers=[R1Penalty(gamma=1.0, every=16)])
+        >>> step.objective.name, [r.name for r in step.regularizers]
+        ('hinge', ['r1'])
+    """
+
+    def __init__(
+        self,
+        objective: str | AdversarialLoss = "bce",
+        *,
+        regularizers: Sequence[Regularizer] = (),
+        constraints: Sequence[Constraint] = (),
+        schedule: StepSchedule | None = None,
+        accumulate: int = 1,
+    ) -> None:
+        self.objective = get_loss(objective)
+        self.regularizers = list(regularizers)
+        self.constraints = list(constraints)
+        self.schedule = schedule or StepSchedule()
+        if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
+            raise ConfigError(f"accumulate must be a positive integer, got {accumulate!r}.")
+        self.accumulate = accumulate
+        names = [r.name for r in self.regularizers]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"regulariser names must be unique, got {names}; give each its own name.")
+        self.trainer: Trainer | None = None
+        self.d_updates = 0  # discriminator / generator optimizer steps so far (lazy intervals)
+        self.g_updates = 0
+
+    # ------------------------------------------------------------------ engine binding
+
+    def bind(self, trainer: Trainer) -> None:
+        """Attach the step to its trainer (called by the trainer; applies constraints' setup)."""
+        self.trainer = trainer
+        for c in self.constraints:
+            c.setup(trainer.discriminator if c.side == "d" else trainer.generator)
+
+    def terms(self, side: str) -> list[Regularizer]:
+        """The regularisers of one side."""
+        return [r for r in self.regularizers if r.side == side]
+
+    # ------------------------------------------------------------------ the step
+
+    def __call__(self, batch: Batch, *, generator_phase: bool) -> dict[str, Tensor | None]:
+        """Run one step on ``batch``; returns the logged values (0-d tensors)."""
+        logs: dict[str, Tensor | None] = {}
+        g_first = self.schedule.order == "g_first"
+        if generator_phase and g_first:
+            self._generator_phase(batch, logs)
+        logs.update(self.train_discriminator(batch))
+        if generator_phase and not g_first:
+            self._generator_phase(batch, logs)
+        logs.setdefault("loss_g", None)
+        return logs
+
+    def _generator_phase(self, batch: Batch, logs: dict[str, Tensor | None]) -> None:
+        for _ in range(self.schedule.g_steps):
+            logs.update(self.train_generator(batch))
+
+    def train_discriminator(self, batch: Batch) -> dict[str, Tensor]:
+        """One discriminator update on ``batch``: fresh latents, fakes without a graph,
+        real then fake scored, the objective plus the due regularisers, one optimizer step,
+        then the constraints.
+
+        Returns:
+            ``loss_d``, ``d_real``, ``d_fake`` and every regulariser's value by name.
+        """
+        t = self._engine()
+        z_all = t.latents(len(batch))
+        due = [r for r in self.terms("d") if r.due(self.d_updates)]
+        logs: dict[str, Tensor] = {}
+        with t.optimize("d") as opt:
+            for mb, z in self._micro(batch, z_all):
+                with torch.no_grad():  # the fakes are detached anyway: no graph for G
+                    fake = t.generate(z)
+                ctx = StepContext(t, "d", mb.images, mb.labels, z, fake)
+                loss, values = self.d_loss(ctx)
+                for reg in due:
+                    value = reg(ctx)
+                    loss = loss + reg.weight * reg.every * value if reg.every > 1 else loss + reg.weight * value
+                    values[reg.name] = value.detach()
+                opt.backward(loss if self.accumulate == 1 else loss / self.accumulate)
+                values["loss_d"] = loss.detach()
+                _accumulate(logs, values, self.accumulate)
+        self.d_updates += 1
+        for c in self.constraints:
+            if c.side == "d":
+                c.after_step(t.discriminator)
+        return logs
+
+    def d_loss(self, ctx: StepContext) -> tuple[Tensor, dict[str, Tensor]]:
+        """The objective's discriminator loss on one micro-batch (real scored first).
+
+        Returns:
+            ``(loss, logged values)``; ``ctx.real_out`` / ``ctx.fake_out`` are set.
+        """
+        ctx.real_out = ctx.score(ctx.real)
+        ctx.fake_out = ctx.score(ctx.fake)
+        loss = ctx.trainer.objective.d_loss(ctx.real_out, ctx.fake_out)
+        t = ctx.trainer
+        return loss, {"d_real": t.mean_output(ctx.real_out), "d_fake": t.mean_output(ctx.fake_out)}
+
+    def train_generator(self, batch: Batch) -> dict[str, Tensor]:
+        """One generator update: fresh latents, scored by the discriminator (whose own
+        gradients are not computed), the objective plus the due G regularisers, one step.
+
+        Returns:
+            ``loss_g`` and every generator regulariser's value by name.
+        """
+        t = self._engine()
+        z_all = t.latents(len(batch))
+        due = [r for r in self.terms("g") if r.due(self.g_updates)]
+        logs: dict[str, Tensor] = {}
+        with t.optimize("g") as opt, t.frozen_discriminator():
+            for mb, z in self._micro(batch, z_all):
+                ctx = StepContext(t, "g", mb.images, mb.labels, z, t.generate(z))
+                loss, values = self.g_loss(ctx)
+                for reg in due:
+                    value = reg(ctx)
+                    loss = loss + reg.weight * reg.every * value if reg.every > 1 else loss + reg.weight * value
+                    values[reg.name] = value.detach()
+                opt.backward(loss if self.accumulate == 1 else loss / self.accumulate)
+                values["loss_g"] = loss.detach()
+                _accumulate(logs, values, self.accumulate)
+        self.g_updates += 1
+        for c in self.constraints:
+            if c.side == "g":
+                c.after_step(t.generator)
+        return logs
+
+    def g_loss(self, ctx: StepContext) -> tuple[Tensor, dict[str, Tensor]]:
+        """The objective's generator loss on one micro-batch (real scores when it uses them)."""
+        objective = ctx.trainer.objective
+        if objective.g_uses_real:
+            ctx.real_out = ctx.score(ctx.real)
+        ctx.fake_out = ctx.score(ctx.fake)
+        return objective.generator_loss(ctx.fake_out, ctx.real_out), {}
+
+    # ------------------------------------------------------------------ helpers
+
+    def _engine(self) -> Trainer:
+        if self.trainer is None:
+            raise ConfigError("this GANStep is not attached to a trainer; pass it as Trainer(..., step=...).")
+        return self.trainer
+
+    def _micro(self, batch: Batch, z: Tensor):
+        if self.accumulate == 1:
+            return [(batch, z)]
+        if len(batch) % self.accumulate:
+            raise ConfigError(f"a batch of {len(batch)} images does not split into {self.accumulate} "
+                              "equal micro-batches; use a batch size divisible by accumulate.")
+        return list(zip(batch.split(self.accumulate), z.chunk(self.accumulate)))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Counters, regulariser weights and states (saved in checkpoints)."""
+        return {"d_updates": self.d_updates, "g_updates": self.g_updates,
+                "regularizers": {r.name: {"weight": r.weight, **r.state_dict()} for r in self.regularizers}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.d_updates = int(state.get("d_updates", 0))
+        self.g_updates = int(state.get("g_updates", 0))
+        for r in self.regularizers:
+            saved = dict(state.get("regularizers", {}).get(r.name, {}))
+            if "weight" in saved:
+                r.weight = float(saved.pop("weight"))
+            r.load_state_dict(saved)
+
+
+def _accumulate(logs: dict[str, Tensor], values: dict[str, Tensor], parts: int) -> None:
+    """Log the mean over micro-batches (the value itself without accumulation)."""
+    for k, v in values.items():
+        if parts == 1:
+            logs[k] = v
+        else:
+            logs[k] = v / parts if k not in logs else logs[k] + v / parts

@@ -26,6 +26,11 @@ EXPECTED = {
     "train_task1.py": RUN_FILES,
     "train_task2.py": RUN_FILES,
     "compose_hinge_sn.py": [*RUN_FILES, "samples_seed0.png"],
+    "r3gan_objective.py": ["metrics.jsonl", "loss_curve.png", "checkpoints/last.pt"],
+    "lazy_r1.py": ["metrics.jsonl", "loss_curve.png", "checkpoints/last.pt"],
+    "consistency_bcr.py": ["metrics.jsonl", "loss_curve.png", "checkpoints/last.pt"],
+    "ttur_cosine.py": ["metrics.jsonl", "loss_curve.png", "checkpoints/last.pt"],
+    "grad_accumulation.py": ["metrics.jsonl", "loss_curve.png", "checkpoints/last.pt"],
     "sample_from_checkpoint.py": [
         "train/checkpoints/last.pt",
         "samples.png",

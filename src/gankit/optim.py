@@ -12,6 +12,7 @@ name                      class        hyperparameters                    source
 ``adam_dcgan_paper``      Adam         lr 2e-4, betas (0.5, 0.999)        DCGAN paper
 ``adam_ttur_g``           Adam         lr 1e-4, betas (0.0, 0.9)          SAGAN / TTUR generator
 ``adam_ttur_d``           Adam         lr 4e-4, betas (0.0, 0.9)          SAGAN / TTUR critic
+``adam_r3gan``            Adam         lr 2e-4, betas (0.0, 0.99)         R3GAN
 ========================  ===========  =================================  ======================
 
 Example:
@@ -270,6 +271,12 @@ for _preset in (
         torch.optim.Adam,
         {"lr": 4e-4, "betas": (0.0, 0.9)},
         "Adam lr 4e-4, betas (0.0, 0.9): TTUR discriminator rate (SAGAN)",
+    ),
+    OptimizerPreset(
+        "adam_r3gan",
+        torch.optim.Adam,
+        {"lr": 2e-4, "betas": (0.0, 0.99)},
+        "Adam lr 2e-4, betas (0.0, 0.99) (R3GAN)",
     ),
 ):
     register_optimizer(_preset)

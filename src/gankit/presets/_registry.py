@@ -430,9 +430,9 @@ def _built(builder: Builder, overrides: dict[str, Any]) -> Recipe:
     if not isinstance(recipe, Recipe):
         raise ConfigError(f"builder {getattr(builder, '__name__', builder)!r} returned a "
                           f"{type(recipe).__name__}, not a Recipe.")
-    recipe.builder = recipe.builder or f"{builder.__module__}:{builder.__qualname__}"
-    if not recipe.overrides:
-        recipe.overrides = dict(overrides)
+    # the outermost builder is what rebuilds it (a builder may wrap a preset)
+    recipe.builder = f"{builder.__module__}:{builder.__qualname__}"
+    recipe.overrides = dict(overrides)
     return recipe
 
 
@@ -498,7 +498,9 @@ def rebuild_recipe(ckpt: dict[str, Any], *, source: str = "checkpoint") -> Recip
     name, builder = ckpt.get("preset"), ckpt.get("builder")
     overrides = ckpt.get("overrides") or {}
     try:
-        if isinstance(name, str) and name in _PRESETS:
+        registered = _PRESETS.get(name) if isinstance(name, str) else None
+        if registered is not None and builder in (
+                None, f"{registered.builder.__module__}:{registered.builder.__qualname__}"):
             return get_preset(name, **overrides)
         if isinstance(builder, str):
             module = builder.partition(":")[0]

@@ -14,7 +14,7 @@ from torchvision.utils import save_image
 
 from .checkpoint import atomic_write_bytes
 
-__all__ = ["MetricsLog", "save_grid", "plot_loss_curve", "plot_metric_curve"]
+__all__ = ["MetricsLog", "save_grid", "plot_loss_curve", "plot_metric_curve", "loss_curve_panels"]
 
 
 class MetricsLog:
@@ -57,6 +57,22 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int) -> Path:
     return atomic_write_bytes(path, lambda f: f.write(buf.getvalue()))
 
 
+def loss_curve_panels(history: list[dict[str, float]]) -> list[tuple[str, list[str]]]:
+    """The panels of :func:`plot_loss_curve`: ``(y label, logged names)``, empty ones left out.
+
+    Example:
+        >>> loss_curve_panels([{"step": 1, "epoch": 0, "loss_d": 1.0, "r1": 0.1}])
+        [('loss', ['loss_d']), ('other terms', ['r1'])]
+    """
+    names: list[str] = []
+    for rec in history:
+        names += [k for k in rec if k not in names and k not in ("step", "epoch")]
+    panels = [("loss", [n for n in names if n.startswith("loss")]),
+              ("D output", [n for n in names if n in ("d_real", "d_fake")])]
+    panels.append(("other terms", [n for n in names if not any(n in p for _, p in panels)]))
+    return [p for p in panels if p[1]]
+
+
 def plot_loss_curve(history: list[dict[str, float]], path: str | os.PathLike, title: str = "") -> Path:
     """Plot every logged value against the step, as a PNG, atomically.
 
@@ -78,13 +94,7 @@ def plot_loss_curve(history: list[dict[str, float]], path: str | os.PathLike, ti
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    names: list[str] = []
-    for rec in history:
-        names += [k for k in rec if k not in names and k not in ("step", "epoch")]
-    panels = [("loss", [n for n in names if n.startswith("loss")]),
-              ("D output", [n for n in names if n in ("d_real", "d_fake")])]
-    panels.append(("other terms", [n for n in names if not any(n in p for _, p in panels)]))
-    panels = [p for p in panels if p[1]] or [("loss", [])]
+    panels = loss_curve_panels(history) or [("loss", [])]
     fig = Figure(figsize=(8, 3.2 * len(panels)), dpi=100)
     labels = {"loss_d": "loss D", "loss_g": "loss G", "d_real": "D(x)", "d_fake": "D(G(z))"}
     for i, (ylabel, group) in enumerate(panels):

@@ -139,7 +139,8 @@ class Trainer:
         keep_last: keep only the newest this many periodic checkpoints (None: all).
         precision: ``"fp32"`` (faithful, default), ``"bf16"`` or ``"fp16"`` autocast.
         channels_last: use channels-last memory format (fast mode).
-        compile: ``torch.compile`` the generator and the discriminator separately.
+        compile: ``torch.compile`` the generator and the discriminator separately; a dict
+            is passed to ``torch.compile`` as its options (e.g. ``{"backend": "aot_eager"}``).
         cuda_graph: capture the whole training step in CUDA graphs and replay them
             (CUDA only; fp32 or bf16; optimizers run with ``capturable=True``, Adam with
             its fused kernel; see :mod:`gankit.train.graphs`). A step then costs one launch.
@@ -200,7 +201,7 @@ class Trainer:
         keep_last: int | None = None,
         precision: str = "fp32",
         channels_last: bool = False,
-        compile: bool = False,
+        compile: bool | dict[str, Any] = False,
         cuda_graph: bool = False,
         latents: str = "cpu",
         latent_sampler: Any = None,
@@ -247,7 +248,7 @@ class Trainer:
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.precision = precision
         self.channels_last = channels_last
-        self.compiled = compile
+        self.compiled = bool(compile)
         self.latents_on = latents
         self.latent_sampler = latent_sampler
         self.data_seed = data_seed
@@ -314,9 +315,10 @@ class Trainer:
             self.g_run = _dist.wrap_ddp(self.generator, self.dist)
             self.d_run = _dist.wrap_ddp(self.discriminator, self.dist)
         if compile:
-            self.g_run = torch.compile(self.g_run)
-            self.d_gen = torch.compile(self.discriminator)
-            self.d_run = self.d_gen if self.dist is None else torch.compile(self.d_run)
+            opts = compile if isinstance(compile, dict) else {}
+            self.g_run = torch.compile(self.g_run, **opts)
+            self.d_gen = torch.compile(self.discriminator, **opts)
+            self.d_run = self.d_gen if self.dist is None else torch.compile(self.d_run, **opts)
         self.step_fn.bind(self)
         self.cuda_graph = cuda_graph
         self._graphs: StepGraphs | None = None
@@ -844,10 +846,11 @@ class Trainer:
         if self.out_dir is not None and self.is_main:
             MetricsLog(self.out_dir / "metrics.jsonl").write(records)
         if bar is not None:
-            bar.set_postfix(self._postfix(), refresh=False)
+            bar.set_postfix(self.progress_columns(), refresh=False)
 
-    def _postfix(self) -> dict[str, str]:
-        """The progress bar's columns: the last finite value of every logged name."""
+    def progress_columns(self) -> dict[str, str]:
+        """The progress bar's columns: the last finite value of every logged name
+        (``D(x)`` and ``D(G(z))`` for the mean discriminator outputs)."""
         shown = {"d_real": "D(x)", "d_fake": "D(G(z))"}
         post: dict[str, str] = {}
         for rec in reversed(self.history[-self.log_every:]):

@@ -113,8 +113,8 @@ def main(task, root, out, n_epoch):
             r_imgs = imgs
             f_imgs = G(z)
             if task == 1:
-                r_label = torch.ones((bs))
-                f_label = torch.zeros((bs))
+                r_label = torch.ones(bs)
+                f_label = torch.zeros(bs)
                 r_logit = D(r_imgs.detach())
                 f_logit = D(f_imgs.detach())
                 r_loss = criterion(r_logit, r_label)

@@ -25,9 +25,9 @@ from torch.testing import assert_close
 
 from gankit import ConfigError, Trainer
 from gankit.presets import Recipe, RecipeSettings, get_preset
-from gankit.train import distributed as gdist
 from gankit.regularizers import R1Penalty, Regularizer
 from gankit.train import Callback, GANStep, load_checkpoint
+from gankit.train import distributed as gdist
 
 THIS = Path(__file__).resolve()
 DEVICE = os.environ.get("GANKIT_TEST_DEVICE", "cpu")

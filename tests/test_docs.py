@@ -25,6 +25,8 @@ PUBLIC_MODULES = [
     "gankit.init",
     "gankit.losses",
     "gankit.constraints",
+    "gankit.regularizers",
+    "gankit.schedules",
     "gankit.optim",
     "gankit.presets",
     "gankit.tables",

@@ -84,7 +84,7 @@ class Regularizer(ABC):
         """State to checkpoint (EMA anchors, ...); the weight is always saved."""
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Restore :meth:`state_dict`."""
 
     def __repr__(self) -> str:

@@ -11,11 +11,11 @@ from ._registry import (
     Recipe,
     RecipeSettings,
     build_recipe,
-    rebuild_recipe,
     get_preset,
     list_presets,
     make_settings,
     preset_description,
+    rebuild_recipe,
     register_preset,
 )
 from .report import dcgan_task1, report_wgan_generator, wgan_task2

@@ -1,9 +1,9 @@
 """Training: the :class:`Trainer`, checkpoints and generator export."""
 
-from .checkpoint import atomic_save, load_checkpoint
-from .export import export_generator, load_generator
 from .batch import Batch, as_batch
 from .callbacks import Callback, TraceLog, tensor_digest
+from .checkpoint import atomic_save, load_checkpoint
+from .export import export_generator, load_generator
 from .seeding import seed_everything
 from .step import GANStep, StepContext, StepSchedule
 from .trainer import Trainer, resolve_device

@@ -46,11 +46,11 @@ from ..presets import Recipe
 from . import distributed as _dist
 from .batch import Batch, as_batch
 from .callbacks import Callback
-from .step import GANStep
 from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, atomic_save, load_checkpoint
 from .graphs import StepGraphs, make_graph_safe, optimizer_flags, restore_optimizer_flags
 from .hostmem import tune_host_allocator
 from .outputs import MetricsLog, plot_loss_curve, save_grid
+from .step import GANStep
 
 __all__ = ["Trainer", "resolve_device"]
 

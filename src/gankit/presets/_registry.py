@@ -67,7 +67,9 @@ class RecipeSettings:
             seeded by the trainer's ``data_seed``: torch's global RNG is left alone),
             ``"dataloader"`` (the draws and the permutation of
             ``DataLoader(shuffle=True)``, taken from torch's global RNG at the start of
-            every epoch, as the report's code does) or ``"none"`` (file order).
+            every epoch, as the report's code does) or ``"none"`` (file order). Only
+            ``"dataloader"`` sees the original's data order and latents; ``"seeded"``
+            differs from them from the first step on.
         sample_grid: side of the fixed-latent sample grid (10: a 10x10 grid of 100 images).
         checkpoint_every: save a checkpoint every this many epochs (0: only at the end).
     """

@@ -291,8 +291,6 @@ class Trainer:
         if self._autocast_dtype is not None:  # a loss on probabilities is not autocast-safe
             self.objective = self.objective.for_mixed_precision()
         self._probability_head = bool(getattr(_unwrap(self.discriminator), "outputs_probability", False))
-        if self._probability_head is False and not self.objective.from_logits:
-            pass  # a probability loss on a raw critic is the user's choice (e.g. their own head)
         self._use_logits = self.objective.from_logits
         scaling = precision == "fp16" and self.device.type == "cuda"
         self.scaler_g = torch.amp.GradScaler("cuda", enabled=scaling)
@@ -359,11 +357,6 @@ class Trainer:
         return 0 if self._graphs is None else self._graphs.captured
 
     # ------------------------------------------------------------------ engine primitives
-
-    @property
-    def latents_source(self) -> str:
-        """``"cpu"`` or ``"device"``: where the default latents are drawn."""
-        return self.latents_on
 
     def _draw_latent(self, n: int) -> torch.Tensor:
         if self.latent_sampler is not None:

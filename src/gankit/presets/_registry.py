@@ -189,6 +189,11 @@ class Recipe:
         builder: ``"module:function"`` of the builder that made it (recorded in
             checkpoints, so an unregistered recipe can be rebuilt; set by
             :func:`get_preset` and :func:`build_recipe`).
+        ema: a :class:`~gankit.train.GeneratorEMA` the trainer attaches (then samples,
+            evaluates and exports with the averaged generator); None: no EMA.
+        meta: what the recipe is and where it comes from, torchvision style (see
+            :data:`META_KEYS`): ``summary``, ``source``, ``recipe``, ``benchmarks`` (figures
+            with their provenance; empty until a real run measured them).
 
     Example:
         >>> from gankit.presets import dcgan_task1
@@ -205,6 +210,8 @@ class Recipe:
     description: str = ""
     step: Any = None
     builder: str | None = None
+    ema: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def __getattr__(self, item: str) -> Any:
         # Only reached for names that are not fields: expose the settings flat.

@@ -47,10 +47,10 @@ from . import distributed as _dist
 from .batch import Batch, as_batch
 from .callbacks import Callback
 from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, atomic_save, load_checkpoint
+from .ema import GeneratorEMA
 from .graphs import StepGraphs, make_graph_safe, optimizer_flags, restore_optimizer_flags
 from .hostmem import tune_host_allocator
 from .outputs import MetricsLog, plot_loss_curve, save_grid
-from .ema import GeneratorEMA
 from .step import GANStep
 
 __all__ = ["Trainer", "resolve_device"]

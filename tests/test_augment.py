@@ -221,21 +221,22 @@ def test_ada_p_is_logged_checkpointed_and_resumes_bitwise(tmp_path):
                            generator=torch.Generator().manual_seed(3))
 
     def step():
-        return GANStep("nonsaturating", augment=ADA(p=0.2, interval=3, speed_images=64))
+        return GANStep("nonsaturating", augment=ADA(p=0.2, interval=2, speed_images=64))
 
     torch.manual_seed(0)
     full = Trainer(_tiny(), step=step(), device="cpu", progress=False)
-    full.fit(images, max_steps=6)
-    assert "ada_p" in full.history[-1] and "ada_rt" in full.history[2]
+    full.fit(images, max_steps=4)
+    assert "ada_p" in full.history[-1] and "ada_rt" in full.history[1]
+    assert len({r["ada_p"] for r in full.history}) > 1  # p moved during the run
     torch.manual_seed(0)
     first = Trainer(_tiny(), step=step(), device="cpu", progress=False)
-    first.fit(images, max_steps=4)  # stops inside an adjustment interval
+    first.fit(images, max_steps=3)  # stops inside an adjustment interval
     first.save(tmp_path / "last.pt")
     torch.manual_seed(99)
     second = Trainer.load(tmp_path / "last.pt", device="cpu", progress=False, step=step())
     assert second.step_fn.augment.p == first.step_fn.augment.p
-    second.fit(images, max_steps=6)
+    second.fit(images, max_steps=4)
     assert second.step_fn.augment.p == full.step_fn.augment.p
     for a, b in zip(full.generator.state_dict().values(), second.generator.state_dict().values()):
         assert torch.equal(a, b)
-    assert [r["ada_p"] for r in full.history] == [r["ada_p"] for r in first.history + second.history[4:]]
+    assert [r["ada_p"] for r in full.history] == [r["ada_p"] for r in first.history + second.history[3:]]

@@ -910,13 +910,15 @@ class Trainer:
         """The progress bar's columns: the last finite value of every logged name
         (``D(x)`` and ``D(G(z))`` for the mean discriminator outputs)."""
         shown = {"d_real": "D(x)", "d_fake": "D(G(z))"}
-        post: dict[str, str] = {}
-        for rec in reversed(self.history[-self.log_every:]):
-            for k, v in rec.items():
-                if k in ("step", "epoch") or k in post or not math.isfinite(v):
-                    continue
-                post[k] = f"{v:.4f}"
-        return {shown.get(k, k): post[k] for k in sorted(post, key=_log_order)}
+        # incremental over the whole history (a lazy term logged every k > log_every steps
+        # keeps its column); a history replaced by a resume is read again from its start
+        src, upto, latest = getattr(self, "_latest_values", (None, 0, {}))
+        if src is not self.history:
+            upto, latest = 0, {}
+        for rec in self.history[upto:]:
+            latest.update({k: v for k, v in rec.items() if k not in ("step", "epoch") and math.isfinite(v)})
+        self._latest_values = (self.history, len(self.history), latest)
+        return {shown.get(k, k): f"{latest[k]:.4f}" for k in sorted(latest, key=_log_order)}
 
     def _write_artifacts(self, tag: str) -> dict[str, Path]:
         if self.out_dir is None or not self.is_main:

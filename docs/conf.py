@@ -30,7 +30,7 @@ extensions = [
     "sphinx.ext.viewcode",
 ]
 
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_generated"]
 nitpicky = False
 
 # -- autodoc: members come from each module's __all__, in source order ----------------------
@@ -101,5 +101,17 @@ def _resolve_reexport(app, env, node, contnode):
     return None
 
 
+def _write_preset_table(app):
+    """docs/_generated/presets_meta.rst: the presets' ``meta`` as a table (beyond.rst includes it)."""
+    from gankit.presets import meta_table
+
+    out = Path(app.srcdir) / "_generated" / "presets_meta.rst"
+    out.parent.mkdir(exist_ok=True)
+    text = meta_table()
+    if not out.exists() or out.read_text(encoding="utf-8") != text:
+        out.write_text(text, encoding="utf-8")
+
+
 def setup(app):
+    app.connect("builder-inited", _write_preset_table)
     app.connect("missing-reference", _resolve_reexport)

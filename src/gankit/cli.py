@@ -211,7 +211,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise ConfigError(f"--n must be >= 1, got {args.n}.")
     device = resolve_device(args.device)
-    g = load_generator(args.checkpoint, device=device)
+    g = load_generator(args.checkpoint, device=device, ema=not args.raw)
     gen = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
     images = generate(g, torch.randn(args.n, g.z_dim, generator=gen), device=device)
     nrow = args.nrow or max(1, round(args.n**0.5))
@@ -224,7 +224,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .train import export_generator
     from .train.export import generator_from_checkpoint
 
-    generator, recipe, ckpt = generator_from_checkpoint(args.checkpoint)
+    generator, recipe, ckpt = generator_from_checkpoint(args.checkpoint, ema=not args.raw)
     path = export_generator(generator, recipe, args.out)
     print(f"wrote the generator of {recipe.name} (step {ckpt['step']}) to {path}")
     return 0
@@ -241,7 +241,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.num_samples < 2:
         raise ConfigError(f"--num-samples must be >= 2, got {args.num_samples}.")
     device = resolve_device(args.device)
-    generator = load_generator(args.checkpoint, device=device)  # a .pt checkpoint or an export
+    generator = load_generator(args.checkpoint, device=device, ema=not args.raw)  # a .pt or an export
     channels, image_size, _ = generator.out_shape
     data = load_images(args.data, image_size=image_size, channels=channels, num_images=args.num_reference,
                        progress=not args.no_progress)
@@ -384,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of the latents (default: random)")
     p.add_argument("--nrow", type=int, help="images per row (default: square-ish)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    p.add_argument("--raw", action="store_true",
+                   help="from a checkpoint of a run with a generator EMA: the raw generator, not the average")
     p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser("export", help="export a checkpoint's generator to .safetensors",
@@ -391,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a training checkpoint (.pt)")
     p.add_argument("--out", default="generator.safetensors", help="file to write")
+    p.add_argument("--raw", action="store_true",
+                   help="from a checkpoint of a run with a generator EMA: the raw generator, not the average")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
@@ -410,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extractor", default="tiny",
                    help="tiny (offline, NOT comparable to published FIDs; default) or inception-v3")
     p.add_argument("--inception-weights", metavar="FILE", help="local InceptionV3 FID weights file")
+    p.add_argument("--raw", action="store_true",
+                   help="from a checkpoint of a run with a generator EMA: the raw generator, not the average")
     p.add_argument("--download-weights", action="store_true", help="allow downloading InceptionV3 weights")
     p.add_argument("--seed", type=int, default=0, help="seed of the latents (default 0)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")

@@ -166,16 +166,21 @@ class LeCam(Regularizer):
             if self.anchor_real is None:
                 self.anchor_real, self.anchor_fake = r.clone(), f.clone()
             else:
-                self.anchor_real.lerp_(r, 1 - self.decay)
-                self.anchor_fake.lerp_(f, 1 - self.decay)
+                # anchors restored from a checkpoint are loaded on the CPU: follow the scores
+                self.anchor_real = self.anchor_real.to(r.device).lerp_(r, 1 - self.decay)
+                self.anchor_fake = self.anchor_fake.to(f.device).lerp_(f, 1 - self.decay)
         return (torch.relu(real - self.anchor_fake).pow(2).mean()
                 + torch.relu(self.anchor_real - fake).pow(2).mean())
 
     def state_dict(self) -> dict[str, Any]:
-        return {"anchor_real": self.anchor_real, "anchor_fake": self.anchor_fake}
+        # copies: the anchors are updated in place, a saved state must not follow them
+        return {"anchor_real": None if self.anchor_real is None else self.anchor_real.clone(),
+                "anchor_fake": None if self.anchor_fake is None else self.anchor_fake.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.anchor_real, self.anchor_fake = state.get("anchor_real"), state.get("anchor_fake")
+        real, fake = state.get("anchor_real"), state.get("anchor_fake")
+        self.anchor_real = None if real is None else real.clone()
+        self.anchor_fake = None if fake is None else fake.clone()
 
 
 class Constraint(ABC):

@@ -8,12 +8,14 @@ Example:
 """
 
 from ._registry import (
+    META_KEYS,
     Recipe,
     RecipeSettings,
     build_recipe,
     get_preset,
     list_presets,
     make_settings,
+    meta_table,
     preset_description,
     rebuild_recipe,
     register_preset,
@@ -21,6 +23,8 @@ from ._registry import (
 from .report import dcgan_task1, report_wgan_generator, wgan_task2
 
 __all__ = [
+    "META_KEYS",
+    "meta_table",
     "Recipe",
     "RecipeSettings",
     "build_recipe",

@@ -32,7 +32,18 @@ __all__ = [
     "preset_description",
     "build_recipe",
     "rebuild_recipe",
+    "META_KEYS",
+    "meta_table",
 ]
+
+#: The keys of :attr:`Recipe.meta` (torchvision style), each with what it holds.
+META_KEYS = {
+    "summary": "what the recipe is, in one sentence",
+    "source": "where it comes from: paper(s) and the recipe or code it follows",
+    "recipe": "the training procedure in one line (loss, optimizers, batch, length)",
+    "benchmarks": "figures measured by gankit's quality benchmark, each a dict with metric, value "
+                  "and provenance (machine, steps, seeds, extractor); empty until a real run",
+}
 
 
 @dataclass(frozen=True)
@@ -191,6 +202,11 @@ class Recipe:
         builder: ``"module:function"`` of the builder that made it (recorded in
             checkpoints, so an unregistered recipe can be rebuilt; set by
             :func:`get_preset` and :func:`build_recipe`).
+        ema: a :class:`~gankit.train.GeneratorEMA` the trainer attaches (then samples,
+            evaluates and exports with the averaged generator); None: no EMA.
+        meta: what the recipe is and where it comes from, torchvision style (see
+            :data:`META_KEYS`): ``summary``, ``source``, ``recipe``, ``benchmarks`` (figures
+            with their provenance; empty until a real run measured them).
 
     Example:
         >>> from gankit.presets import dcgan_task1
@@ -207,6 +223,8 @@ class Recipe:
     description: str = ""
     step: Any = None
     builder: str | None = None
+    ema: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def __getattr__(self, item: str) -> Any:
         # Only reached for names that are not fields: expose the settings flat.
@@ -296,6 +314,38 @@ class Recipe:
     def summary_lines(self) -> list[str]:
         """Every setting as ``key: value`` lines (for ``gankit summary`` and logs)."""
         return [f"{k}: {v}" for k, v in dataclasses.asdict(self.settings).items()]
+
+
+def meta_table(names: list[str] | None = None) -> str:
+    """The ``meta`` of registered presets as a reStructuredText table (for the docs).
+
+    Args:
+        names: presets to list (default: every registered one).
+
+    Returns:
+        A ``list-table`` directive; a preset without measured figures says so.
+
+    Example:
+        >>> print(meta_table(["dcgan_task1"]).splitlines()[0])
+        .. list-table:: Presets (``Recipe.meta``)
+    """
+    import torch
+
+    rows = []
+    for name in names if names is not None else list_presets():
+        with torch.random.fork_rng(devices=[]):  # building draws initial weights
+            meta = get_preset(name).meta
+        figures = meta.get("benchmarks") or []
+        bench = "; ".join(
+            f"{b['metric']} {b['value']} ({', '.join(f'{k}: {v}' for k, v in b.items() if k not in ('metric', 'value'))})"
+            for b in figures) or "none yet: no measured run"
+        rows.append([f"``{name}``", meta.get("summary", ""), meta.get("source", ""), meta.get("recipe", ""), bench])
+    lines = [".. list-table:: Presets (``Recipe.meta``)", "   :header-rows: 1", "   :widths: 14 22 26 24 14", "",
+             "   * - Preset", "     - What it is", "     - Source", "     - Recipe", "     - Benchmarks"]
+    for row in rows:
+        lines.append(f"   * - {row[0]}")
+        lines += [f"     - {cell}" for cell in row[1:]]
+    return "\n".join(lines) + "\n"
 
 
 def _fitting_state(role: str, source: Any, net: nn.Module) -> dict[str, Any]:

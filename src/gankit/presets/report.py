@@ -13,6 +13,7 @@ the original.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from torch import nn
@@ -25,6 +26,32 @@ from ._registry import Recipe, RecipeSettings, make_settings, register_preset
 __all__ = ["dcgan_task1", "wgan_task2", "report_wgan_generator"]
 
 
+_REPORT = ("the course report (report-original.txt), as transcribed in SPEC.md")
+
+#: ``Recipe.meta`` of the two report presets (no benchmark figures: none measured yet).
+META = {
+    "dcgan_task1": {
+        "summary": "The report's task one: the ML2020 HW11 baseline DCGAN on 64x64 anime faces.",
+        "source": f"Task one of {_REPORT}; the ML2020 HW11 baseline code; DCGAN layout "
+                  "(Radford et al. 2016).",
+        "recipe": "BCE on sigmoid outputs; Adam lr 1e-4, betas (0.5, 0.999) for G and D; batch 64; "
+                  "51 epochs; the report: sharper images but unstable (it collapsed one epoch after "
+                  "a good grid).",
+        "benchmarks": [],
+    },
+    "wgan_task2": {
+        "summary": "The report's task two: a weight-clipped WGAN with an LSGAN-style generator "
+                   "shrunk to 64x64.",
+        "source": f"Task two of {_REPORT}; the wgan-pytorch implementation; WGAN "
+                  "(Arjovsky et al. 2017) for the clip value and critic schedule, which the "
+                  "report leaves open.",
+        "recipe": "Wasserstein loss; SGD lr 1e-4 for G and D; clip 0.01; n_critic 5; batch 32; "
+                  "51 epochs; the report: more stable than task one but not better looking.",
+        "benchmarks": [],
+    },
+}
+
+
 def _finish(
     name: str, g: Generator, d: Discriminator, s: RecipeSettings, overrides: dict[str, Any], doc: str
 ) -> Recipe:
@@ -32,7 +59,7 @@ def _finish(
         from ..constraints import spectral_norm_
 
         spectral_norm_(d)
-    return Recipe(name, g, d, s, dict(overrides), doc)
+    return Recipe(name, g, d, s, dict(overrides), doc, meta=copy.deepcopy(META.get(name, {})))
 
 
 @register_preset

@@ -3,6 +3,7 @@
 from .batch import Batch, as_batch
 from .callbacks import Callback, TraceLog, tensor_digest
 from .checkpoint import atomic_save, load_checkpoint
+from .ema import GeneratorEMA
 from .export import export_generator, load_generator
 from .seeding import seed_everything
 from .step import GANStep, StepContext, StepSchedule
@@ -10,4 +11,4 @@ from .trainer import Trainer, resolve_device
 
 __all__ = ["Trainer", "resolve_device", "atomic_save", "load_checkpoint", "export_generator", "load_generator",
            "seed_everything", "Batch", "as_batch", "Callback", "TraceLog",
-           "tensor_digest", "GANStep", "StepContext", "StepSchedule"]
+           "tensor_digest", "GANStep", "StepContext", "StepSchedule", "GeneratorEMA"]

@@ -14,6 +14,7 @@ from .._version import __version__
 from ..errors import CheckpointError, ConfigError
 from ..presets import Recipe, get_preset
 from .checkpoint import atomic_write_bytes
+from .ema import ema_weights
 
 __all__ = ["export_generator", "load_generator", "generator_from_checkpoint", "generate"]
 
@@ -65,12 +66,15 @@ def export_generator(generator: torch.nn.Module, recipe: Recipe, path: str | os.
     return atomic_write_bytes(path, lambda f: f.write(save(tensors, metadata=meta)))
 
 
-def generator_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
+def generator_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu", *,
+                              ema: bool = True):
     """Rebuild the generator stored in a training checkpoint.
 
     Args:
         path: a checkpoint written by :meth:`gankit.Trainer.save`.
         device: where to put the generator.
+        ema: use the averaged generator's weights when the run had a
+            :class:`~gankit.train.GeneratorEMA` (False: the raw generator's).
 
     Returns:
         ``(generator, recipe, checkpoint)``: the generator in eval mode, the rebuilt recipe
@@ -85,13 +89,15 @@ def generator_from_checkpoint(path: str | os.PathLike, device: str | torch.devic
     try:
         with torch.random.fork_rng(devices=[]):
             recipe = get_preset(ckpt["preset"], **ckpt.get("overrides", {}))
-        recipe.generator.load_state_dict(ckpt["generator"])
+        averaged = ema_weights(ckpt) if ema else None
+        recipe.generator.load_state_dict(ckpt["generator"] if averaged is None else averaged)
     except (ConfigError, RuntimeError, KeyError) as err:
         raise CheckpointError(f"{path} does not fit its preset {ckpt.get('preset')!r}: {str(err)[:120]}") from None
     return recipe.generator.to(device).eval(), recipe, ckpt
 
 
-def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", *,
+                   ema: bool = True) -> torch.nn.Module:
     """Rebuild a generator, in eval mode, from an export or a training checkpoint.
 
     ``.safetensors`` files are read as written by :func:`export_generator`; any other
@@ -104,6 +110,9 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     Args:
         path: a ``.safetensors`` export, or a ``.pt`` training checkpoint.
         device: where to put the generator.
+        ema: from a training checkpoint, the averaged generator when the run had a
+            :class:`~gankit.train.GeneratorEMA` (False: the raw one); an export holds the
+            weights it was exported with.
 
     Returns:
         The generator, in eval mode; ``generator.z_dim`` is its latent size.
@@ -118,7 +127,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     if not p.is_file():
         raise CheckpointError(f"generator file {p} does not exist; check the path.")
     if p.suffix != ".safetensors":
-        return generator_from_checkpoint(p, device)[0]
+        return generator_from_checkpoint(p, device, ema=ema)[0]
     try:
         from safetensors import safe_open
 

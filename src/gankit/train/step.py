@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from ..augment import Augmentation
 from ..errors import ConfigError
 from ..losses import AdversarialLoss, get_loss
 from ..regularizers import Constraint, Regularizer
@@ -116,9 +117,15 @@ class StepContext:
     fake_out: Tensor | None = None
     logs: dict[str, Tensor] = field(default_factory=dict)
 
-    def score(self, x: Tensor) -> Tensor:
-        """The discriminator's scores of ``x`` through the engine (as the objective wants them)."""
-        return self.trainer.score(x, generator_step=self.side == "g")
+    def score(self, x: Tensor, *, augment: bool = True) -> Tensor:
+        """The discriminator's scores of ``x`` through the engine (as the objective wants them).
+
+        Args:
+            x: images.
+            augment: apply the step's input augmentation first (the default), as every
+                discriminator call of the step does.
+        """
+        return self.trainer.score(x, generator_step=self.side == "g", augment=augment)
 
 
 class GANStep:
@@ -131,6 +138,13 @@ class GANStep:
         schedule: when the generator steps (:class:`StepSchedule`).
         accumulate: split every batch into this many micro-batches; gradients are summed
             (each micro-batch loss divided by ``accumulate``) before one optimizer step.
+        augment: the discriminator's input augmentation (an
+            :class:`~gankit.augment.Augmentation`: :class:`~gankit.augment.DiffAugment`,
+            :class:`~gankit.augment.ADA`), applied by :meth:`~gankit.Trainer.score` to real
+            and fake images in both steps; it sees the real scores of every discriminator
+            step (:meth:`~gankit.augment.Augmentation.observe`), is told of every
+            discriminator update (:meth:`~gankit.augment.Augmentation.update`, whose values
+            are logged) and is checkpointed with the step. None: no augmentation.
 
     Example:
         >>> from gankit.regularizers import R1Penalty
@@ -147,8 +161,13 @@ class GANStep:
         constraints: Sequence[Constraint] = (),
         schedule: StepSchedule | None = None,
         accumulate: int = 1,
+        augment: Augmentation | None = None,
     ) -> None:
         self.objective = get_loss(objective)
+        if augment is not None and not isinstance(augment, Augmentation):
+            raise ConfigError(f"augment must be a gankit.augment.Augmentation (DiffAugment, ADA), got "
+                              f"{type(augment).__name__}; wrap your function in an Augmentation subclass.")
+        self.augment = augment
         self.regularizers = list(regularizers)
         self.constraints = list(constraints)
         self.schedule = schedule or StepSchedule()
@@ -210,6 +229,8 @@ class GANStep:
                     fake = t.generate(z)
                 ctx = StepContext(t, "d", mb.images, mb.labels, z, fake)
                 loss, values = self.d_loss(ctx)
+                if self.augment is not None and ctx.real_out is not None:
+                    self.augment.observe(ctx.real_out.detach())
                 for reg in due:
                     value = reg(ctx)
                     loss = loss + reg.weight * reg.every * value if reg.every > 1 else loss + reg.weight * value
@@ -221,6 +242,8 @@ class GANStep:
         for c in self.constraints:
             if c.side == "d":
                 c.after_step(t.discriminator)
+        if self.augment is not None:
+            logs.update(self.augment.update(t))
         return logs
 
     def d_loss(self, ctx: StepContext) -> tuple[Tensor, dict[str, Tensor]]:
@@ -287,9 +310,12 @@ class GANStep:
         return list(zip(batch.split(self.accumulate), z.chunk(self.accumulate)))
 
     def state_dict(self) -> dict[str, Any]:
-        """Counters, regulariser weights and states (saved in checkpoints)."""
-        return {"d_updates": self.d_updates, "g_updates": self.g_updates,
-                "regularizers": {r.name: {"weight": r.weight, **r.state_dict()} for r in self.regularizers}}
+        """Counters, regulariser weights and states, the augmentation's state (saved in checkpoints)."""
+        state = {"d_updates": self.d_updates, "g_updates": self.g_updates,
+                 "regularizers": {r.name: {"weight": r.weight, **r.state_dict()} for r in self.regularizers}}
+        if self.augment is not None:
+            state["augment"] = self.augment.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
@@ -300,6 +326,8 @@ class GANStep:
             if "weight" in saved:
                 r.weight = float(saved.pop("weight"))
             r.load_state_dict(saved)
+        if self.augment is not None and "augment" in state:
+            self.augment.load_state_dict(state["augment"])
 
 
 def _accumulate(logs: dict[str, Tensor], values: dict[str, Tensor], parts: int) -> None:

@@ -47,6 +47,7 @@ from . import distributed as _dist
 from .batch import Batch, as_batch
 from .callbacks import Callback
 from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, atomic_save, load_checkpoint
+from .ema import GeneratorEMA
 from .graphs import StepGraphs, make_graph_safe, optimizer_flags, restore_optimizer_flags
 from .hostmem import tune_host_allocator
 from .outputs import MetricsLog, plot_loss_curve, save_grid
@@ -297,6 +298,7 @@ class Trainer:
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=scaling)
         self.schedules = dict(schedules or {})
         self.callbacks = list(callbacks)
+        self.ema = self._find_ema(recipe)
         names = [c.name for c in self.callbacks]
         if len(set(names)) != len(names):
             raise ConfigError(f"callback names must be unique (they name checkpoint slots), got {names}.")
@@ -351,6 +353,36 @@ class Trainer:
         if self.dist is not None:  # same weights and z_sample everywhere; own latents per rank
             _dist.seed_rank_streams(self.dist, torch.initial_seed())
 
+    def _find_ema(self, recipe: Recipe) -> GeneratorEMA | None:
+        """The generator EMA: one among the callbacks, else the recipe's (added to them)."""
+        emas = [c for c in self.callbacks if isinstance(c, GeneratorEMA)]
+        if not emas and getattr(recipe, "ema", None) is not None:
+            emas = [recipe.ema]
+            self.callbacks.append(recipe.ema)
+        if len(emas) > 1:
+            raise ConfigError(f"a trainer takes one GeneratorEMA, got {len(emas)}; pass only one.")
+        if not emas:
+            return None
+        emas[0].attach(self)
+        return emas[0]
+
+    def sampling_generator(self, ema: bool | None = None) -> nn.Module:
+        """The generator that samples, evaluates and exports: the EMA one when there is one.
+
+        Args:
+            ema: None: the averaged generator if the trainer has a
+                :class:`~gankit.train.GeneratorEMA`, else the raw one; True: the averaged
+                one (an error without an EMA); False: the raw generator.
+
+        Returns:
+            The plain module (not the DDP / compile wrapper).
+        """
+        if ema and self.ema is None:
+            raise ConfigError("ema=True but this trainer has no GeneratorEMA; add one "
+                              "(callbacks=[GeneratorEMA(...)] or recipe.ema) or pass ema=False.")
+        use = self.ema is not None if ema is None else ema
+        return self.ema.sampling_module() if use else self.generator
+
     @property
     def captured_graphs(self) -> int:
         """How many step variants are captured in CUDA graphs (0 without ``cuda_graph``)."""
@@ -402,9 +434,13 @@ class Trainer:
         with self.autocast():
             return self.g_run(z) if labels is None else self.g_run(z, labels=labels)
 
-    def score(self, x: torch.Tensor, *, generator_step: bool = False, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def score(self, x: torch.Tensor, *, generator_step: bool = False, labels: torch.Tensor | None = None,
+              augment: bool = True) -> torch.Tensor:
         """The discriminator's scores of ``x`` as float32 ``(N,)``, through the engine.
 
+        The step's input augmentation (``GANStep(augment=...)``: DiffAugment, ADA) is applied
+        to ``x`` first, to real and fake images in both steps alike; a regulariser that takes
+        input gradients through this call (R1, R2, GP) takes them through the augmentation.
         A probability head returns logits when the objective wants logits (its autocast-safe
         form under mixed precision). In the generator step the plain discriminator is
         called (under DDP its gradients there are not needed).
@@ -413,8 +449,12 @@ class Trainer:
             x: images.
             generator_step: called from the generator's update.
             labels: class labels for a conditional discriminator (passed as ``labels=``).
+            augment: apply the step's augmentation (False: score ``x`` as it is).
         """
         self._network_calls += 1
+        augmentation = getattr(self.step_fn, "augment", None)
+        if augment and augmentation is not None:
+            x = augmentation(x)
         net = self.d_gen if generator_step else self.d_run
         kwargs = {} if labels is None else {"labels": labels}
         with self.autocast():
@@ -490,8 +530,13 @@ class Trainer:
             if cb.name == owner and attr:
                 setattr(cb, attr, value)
                 return
+        augmentation = getattr(self.step_fn, "augment", None)
+        if augmentation is not None and augmentation.name == owner and attr:
+            setattr(augmentation, attr, value)
+            return
         raise ConfigError(f"unknown schedule target {target!r}; use g.lr, d.lr, g.beta1/beta2, "
-                          "a regulariser's name or '<callback name>.<attribute>'.")
+                          "a regulariser's name, '<callback name>.<attribute>' or "
+                          "'<augmentation name>.<attribute>'.")
 
     def train_step(self, batch: Any) -> dict[str, torch.Tensor | None]:
         """Process one batch of real data with the trainer's step (:attr:`step_fn`).
@@ -558,13 +603,17 @@ class Trainer:
                        "(input gradients or lazy intervals)")
         elif self.schedules:
             problem = "cuda_graph does not support hyper-parameter schedules (values are captured)"
+        elif getattr(self.step_fn, "augment", None) is not None:
+            problem = ("cuda_graph does not support input augmentation (its probability and "
+                       "adaptive updates would be captured)")
         if problem:
             raise ConfigError(f"{problem}; train without cuda_graph (drop --cuda-graph).")
 
     # ------------------------------------------------------------------ sampling
 
     @torch.no_grad()
-    def sample(self, n: int, seed: int | None = None, *, batch_size: int = 256) -> torch.Tensor:
+    def sample(self, n: int, seed: int | None = None, *, batch_size: int = 256,
+               ema: bool | None = None) -> torch.Tensor:
         """Generate ``n`` images in [0, 1] (generator in eval mode, then back as it was).
 
         Args:
@@ -572,6 +621,8 @@ class Trainer:
             seed: seed of a private generator for the latents (torch's global RNG is not
                 touched); None draws from the global CPU generator.
             batch_size: images generated per forward pass.
+            ema: which generator (see :meth:`sampling_generator`): by default the averaged
+                one when the trainer has a :class:`~gankit.train.GeneratorEMA`.
 
         Returns:
             ``(n, C, H, W)`` float tensor on the CPU, values in [0, 1].
@@ -580,14 +631,21 @@ class Trainer:
             raise ConfigError(f"n must be >= 1, got {n}.")
         gen = None if seed is None else torch.Generator().manual_seed(seed)
         z = torch.randn(n, self.settings.z_dim, generator=gen)
-        return self.render(z, batch_size=batch_size)
+        return self.render(z, batch_size=batch_size, ema=ema)
 
     @torch.no_grad()
-    def render(self, z: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
-        """Images in [0, 1] for the given latents (eval mode, then the previous mode back)."""
+    def render(self, z: torch.Tensor, *, batch_size: int = 256, ema: bool | None = None) -> torch.Tensor:
+        """Images in [0, 1] for the given latents (eval mode, then the previous mode back).
+
+        Args:
+            z: the latents.
+            batch_size: images generated per forward pass.
+            ema: which generator (see :meth:`sampling_generator`).
+        """
         from .export import generate
 
-        return ((generate(self.generator, z, device=self.device, batch_size=batch_size) + 1) / 2).clamp_(0, 1)
+        net = self.sampling_generator(ema)
+        return ((generate(net, z, device=self.device, batch_size=batch_size) + 1) / 2).clamp_(0, 1)
 
     # ------------------------------------------------------------------ fitting
 
@@ -845,13 +903,15 @@ class Trainer:
         """The progress bar's columns: the last finite value of every logged name
         (``D(x)`` and ``D(G(z))`` for the mean discriminator outputs)."""
         shown = {"d_real": "D(x)", "d_fake": "D(G(z))"}
-        post: dict[str, str] = {}
-        for rec in reversed(self.history[-self.log_every:]):
-            for k, v in rec.items():
-                if k in ("step", "epoch") or k in post or not math.isfinite(v):
-                    continue
-                post[k] = f"{v:.4f}"
-        return {shown.get(k, k): post[k] for k in sorted(post, key=_log_order)}
+        # incremental over the whole history (a lazy term logged every k > log_every steps
+        # keeps its column); a history replaced by a resume is read again from its start
+        src, upto, latest = getattr(self, "_latest_values", (None, 0, {}))
+        if src is not self.history:
+            upto, latest = 0, {}
+        for rec in self.history[upto:]:
+            latest.update({k: v for k, v in rec.items() if k not in ("step", "epoch") and math.isfinite(v)})
+        self._latest_values = (self.history, len(self.history), latest)
+        return {shown.get(k, k): f"{latest[k]:.4f}" for k in sorted(latest, key=_log_order)}
 
     def _write_artifacts(self, tag: str) -> dict[str, Path]:
         if self.out_dir is None or not self.is_main:
@@ -895,7 +955,7 @@ class Trainer:
                 self._ref_id = (reference, dataset_id(reference, "train"))
             ref_id = self._ref_id[1]
         result = evaluate_generator(
-            self.generator,
+            self.sampling_generator(),
             reference,
             z_dim=self.settings.z_dim,
             metrics=self.eval_metrics,
@@ -907,6 +967,8 @@ class Trainer:
         record = {"kind": "eval", "step": self.step, "epoch": self.epoch, **result.values,
                   "extractor": result.extractor, "comparable_to_published": result.comparable_to_published,
                   "num_fake": result.num_fake, "num_real": result.num_real, "reference": result.reference}
+        if self.ema is not None:
+            record["generator"] = "ema"
         self.eval_history.append(record)
         if self.out_dir is not None:
             MetricsLog(self.out_dir / "metrics.jsonl").write([record])
@@ -1144,18 +1206,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ export
 
-    def export_generator(self, path: str | os.PathLike) -> Path:
+    def export_generator(self, path: str | os.PathLike, *, ema: bool | None = None) -> Path:
         """Write the generator's weights to a ``.safetensors`` file (with its preset).
 
         Args:
             path: the file to write (atomically).
+            ema: which generator (see :meth:`sampling_generator`): by default the averaged
+                one when the trainer has a :class:`~gankit.train.GeneratorEMA`.
 
         Returns:
             The path written; load it with :func:`gankit.load_generator`.
         """
         from .export import export_generator
 
-        return export_generator(self.generator, self.recipe, path)
+        return export_generator(self.sampling_generator(ema), self.recipe, path)
 
 
 def _log_order(name: str) -> tuple[int, str]:

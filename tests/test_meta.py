@@ -1,0 +1,31 @@
+"""``Recipe.meta`` (torchvision style): every preset says what it is and where it comes from;
+figures only with their provenance."""
+
+from __future__ import annotations
+
+import pytest
+
+from gankit.presets import META_KEYS, get_preset, list_presets, meta_table
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_every_preset_has_meta_with_the_known_keys(name):
+    meta = get_preset(name).meta
+    assert set(meta) == set(META_KEYS)
+    assert meta["summary"] and meta["source"] and meta["recipe"]
+    for figure in meta["benchmarks"]:  # a figure without provenance is not a figure
+        assert {"metric", "value", "machine", "steps", "seeds", "extractor"} <= set(figure)
+
+
+def test_report_presets_cite_the_report_and_claim_no_figures():
+    for name in ("dcgan_task1", "wgan_task2"):
+        meta = get_preset(name).meta
+        assert "SPEC.md" in meta["source"] and meta["benchmarks"] == []
+
+
+def test_meta_table_lists_every_preset():
+    table = meta_table()
+    for name in list_presets():
+        assert f"``{name}``" in table
+    assert table.count("none yet: no measured run") == sum(
+        not get_preset(n).meta["benchmarks"] for n in list_presets())

@@ -219,6 +219,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except DiskFullError as err:
         _name_intact_checkpoint(err, out, args.resume)
         raise
+    except BaseException:
+        if run is not None:  # refused before training wrote anything: leave no trace
+            run.abandon()
+        raise
     finally:
         if run is not None:
             run.close()

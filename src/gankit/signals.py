@@ -88,6 +88,12 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _handled_signals() -> list[int]:
+    """The stop signals that are not ignored: ``nohup`` (SIGHUP) and a shell's background
+    jobs (SIGINT) ignore some, and an ignored signal stays ignored."""
+    return [s for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+
+
 def restore_handlers(previous: dict[int, Any] | None) -> None:
     """Put back the handlers :func:`install_stop_handlers` or :func:`exit_on_signals` replaced.
 
@@ -109,6 +115,7 @@ def install_stop_handlers(request_stop: Callable[[int], None]) -> dict[int, Any]
     """Make the first stop signal call ``request_stop(signum)``, and a second raise at once.
 
     Only the main thread can install signal handlers; elsewhere nothing is installed.
+    Signals that are ignored (``nohup`` ignores SIGHUP) stay ignored.
 
     Args:
         request_stop: called with the signal number of the first signal; it should make
@@ -123,7 +130,7 @@ def install_stop_handlers(request_stop: Callable[[int], None]) -> dict[int, Any]
     previous: dict[int, Any] = {}
 
     def first(signum: int, frame: Any) -> None:
-        for s in STOP_SIGNALS:  # the next signal, of any kind, stops at once
+        for s in previous:  # the next signal, of any kind, stops at once
             signal.signal(s, _second)
         request_stop(signum)
 
@@ -131,7 +138,7 @@ def install_stop_handlers(request_stop: Callable[[int], None]) -> dict[int, Any]
         raise Interrupted(signum, f"interrupted again by {signal_name(signum)}: stopped at once, "
                                   "without saving")
 
-    for s in STOP_SIGNALS:
+    for s in _handled_signals():
         previous[s] = signal.signal(s, first)
     return previous
 
@@ -140,14 +147,15 @@ def install_stop_handlers(request_stop: Callable[[int], None]) -> dict[int, Any]
 def exit_on_signals() -> Iterator[None]:
     """Within the block, SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` at once.
 
-    The previous handlers are restored afterwards. Outside the main thread it does nothing.
+    The previous handlers are restored afterwards. Ignored signals stay ignored. Outside
+    the main thread it does nothing.
 
     Yields:
         Nothing.
     """
     previous: dict[int, Any] = {}
     if _in_main_thread():
-        for s in STOP_SIGNALS:
+        for s in _handled_signals():
             previous[s] = signal.signal(s, _raise_at_once)
     try:
         yield

@@ -569,20 +569,25 @@ def check_resumable(
     source: object = "checkpoint",
     *,
     preset: str | None = None,
+    modules: Mapping[str, torch.nn.Module] = (),
     optimizers: Mapping[str, torch.optim.Optimizer] = (),
     z_dim: int | None = None,
 ) -> dict[str, Any]:
     """Check a checkpoint, and that it fits a trainer's optimizers and latent size.
 
-    :func:`validate_checkpoint`, then, for each ``{key: optimizer}``: the saved groups have
-    as many parameters and compatible hyperparameters, and every saved optimizer state has
-    the entries and shapes one step of that optimizer makes; ``z_sample`` has ``z_dim``
-    columns. (Network weights are checked by ``load_state_dict`` itself.)
+    :func:`validate_checkpoint`, then: the preset is ``preset``; for each
+    ``{key: module}`` every tensor of the module is saved, with its shape (stricter than
+    ``load_state_dict``, which lets a BatchNorm's ``num_batches_tracked`` go missing and
+    takes a 1-element tensor for a scalar; unexpected names are left to it); for each ``{key: optimizer}`` the saved groups
+    have as many parameters and compatible hyperparameters, and every saved optimizer state
+    has the entries and shapes one step of that optimizer makes; ``z_sample`` has ``z_dim``
+    columns.
 
     Args:
         ckpt: the checkpoint dictionary.
         source: how to name it in messages.
         preset: the trainer's preset name; a checkpoint of another preset is refused.
+        modules: the trainer's networks by checkpoint key (``{"generator": ..., ...}``).
         optimizers: the trainer's optimizers by checkpoint key (``{"opt_g": ..., "opt_d": ...}``).
         z_dim: the recipe's latent size, or None.
 
@@ -603,6 +608,15 @@ def check_resumable(
             f"{source} has latents of size {ckpt['z_sample'].shape[1]}, this recipe's z_dim is {z_dim}; "
             "resume with the settings it was trained with."
         )
+    for key, module in dict(modules).items():
+        own = module.state_dict()
+        missing = [name for name in own if name not in ckpt[key]]
+        if missing:  # load_state_dict would let a BatchNorm's num_batches_tracked go missing
+            raise _misfit(source, f"'{key}' has no {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        for name, tensor in ckpt[key].items():
+            if name in own and isinstance(own[name], torch.Tensor) and tensor.shape != own[name].shape:
+                raise _misfit(source, f"'{key}.{name}' has shape {tuple(tensor.shape)}, the network's "
+                                      f"{tuple(own[name].shape)}")
     for key, opt in dict(optimizers).items():
         _check_optimizer_fits(ckpt[key], opt, key, source)
     return ckpt

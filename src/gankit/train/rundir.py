@@ -167,16 +167,18 @@ def _read_manifest(root: Path) -> dict | None:
     return data if isinstance(data, dict) and data.get("format") == _MANIFEST_FORMAT else None
 
 
-def _foreign_entries(root: Path) -> list[str]:
-    """Names in ``root`` that are neither the run's files nor its (empty) subfolders."""
-    own = {p.relative_to(root).as_posix() for p in run_files(root)}
+def _unmarked_entries(root: Path) -> list[str]:
+    """What a folder without a manifest holds, besides a lock file and empty run subfolders.
+
+    Files named like a run's (``loss_curve.png``, ``samples/epoch_0001.png``, ...) count:
+    in a folder gankit did not mark, they are the user's own.
+    """
     names = []
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if entry.name in own:
+        if entry.name == LOCK_NAME:
             continue
         if entry.name in _RUN_SUBFOLDERS and entry.is_dir(follow_symlinks=False):
-            inner = sorted(e.name for e in os.scandir(entry.path))
-            names += [f"{entry.name}/{n}" for n in inner if f"{entry.name}/{n}" not in own]
+            names += [f"{entry.name}/{n}" for n in sorted(e.name for e in os.scandir(entry.path))]
             continue
         names.append(entry.name)
     return names
@@ -210,6 +212,7 @@ class RunFolder:
         self.path = Path(path)
         self.removed: list[Path] = []
         self._lock_fd: int | None = None
+        self._created = False
 
     @classmethod
     def open(
@@ -243,6 +246,7 @@ class RunFolder:
             raise ConfigError(f"{option} is empty; give a folder for the run's files.")
         run = cls(path)
         run._check_not_foreign(option)
+        run._created = not run.path.exists()
         try:
             run.path.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
@@ -270,7 +274,7 @@ class RunFolder:
             raise ConfigError(f"{option} {root} is a file; give a folder.")
         if _read_manifest(root) is not None or _looks_like_old_run(root):
             return
-        foreign = _foreign_entries(root)
+        foreign = _unmarked_entries(root)
         if foreign:
             raise ConfigError(
                 f"{option} {root} is not empty and is not a gankit run folder (it holds "
@@ -354,6 +358,22 @@ class RunFolder:
             with contextlib.suppress(OSError):
                 (self.path / sub).rmdir()  # only when empty: other files stay
         return removed
+
+    def abandon(self) -> None:
+        """Undo :meth:`open` when the run stopped before writing anything, then :meth:`close`.
+
+        Removes the manifest and the lock file when they are the folder's only run files,
+        and the folder itself when :meth:`open` created it and it is empty again.
+        """
+        files = run_files(self.path)
+        if all(p.name in (MANIFEST_NAME, LOCK_NAME) for p in files) and not self.removed:
+            for p in files:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            if self._created:
+                with contextlib.suppress(OSError):
+                    self.path.rmdir()
+        self.close()
 
     def close(self) -> None:
         """Release the lock (the lock file stays; it is empty of meaning without a holder)."""

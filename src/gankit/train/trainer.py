@@ -844,6 +844,7 @@ class Trainer:
                 has the wrong type or shape.
         """
         check_resumable(ckpt, source, preset=self.recipe.name, z_dim=self.settings.z_dim,
+                        modules={"generator": self.generator, "discriminator": self.discriminator},
                         optimizers={"opt_g": self.opt_g, "opt_d": self.opt_d})
         if ckpt.get("preset") != self.recipe.name:
             raise CheckpointError(

@@ -169,6 +169,8 @@ def test_sigterm_and_sighup_save_the_step_reached_and_resume_bitwise(tmp_path, s
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt["step"] == reached and reached > 2  # not the last epoch checkpoint: the step reached
     assert steps_logged(run) == list(range(1, reached + 1))
+    if signum != signal.SIGTERM:
+        return  # the same path as SIGTERM from here on: resumed once, below
     total = reached + 3
     resumed = gankit("train", "dcgan_task1", *FAST, "--max-steps", total, "--out", run,
                      "--resume", run / "checkpoints" / "last.pt")
@@ -214,7 +216,7 @@ def test_trainer_stops_on_sigterm_and_restores_the_handlers(tmp_path):
 
 
 def test_ctrl_c_while_importing_prints_no_traceback(tmp_path):
-    for delay in (0.4, 0.8, 1.3, 2.0):
+    for delay in (0.4, 1.0, 2.0):
         proc = start("train", "dcgan_task1", *FAST, "--max-steps", "400", "--out", tmp_path / f"r{delay}")
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)

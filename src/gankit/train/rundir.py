@@ -68,6 +68,10 @@ _RUN_SUBFOLDERS = ("samples", "checkpoints")
 _TEMPORARY = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)\.[0-9a-f]{8}|[0-9a-z_]{8})\.tmp$")
 
 
+# flock errors of file systems that have no locks (some network file systems)
+_NO_LOCKS = frozenset(e for e in (errno.ENOLCK, getattr(errno, "EOPNOTSUPP", None), errno.ENOSYS) if e)
+
+
 def _is_temporary(name: str) -> bool:
     return _TEMPORARY.match(name) is not None
 
@@ -293,6 +297,9 @@ class RunFolder:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
+            if err.errno in _NO_LOCKS:  # a file system without locks: go on unlocked
+                self._lock_fd = fd
+                return
             holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
             os.close(fd)
             if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):

@@ -233,7 +233,7 @@ mount -t tmpfs -o size=2m gankit-test "$DISK" || exit 77
 cd "$DISK"
 run() { "$PY" -m gankit "$@" > /dev/null 2>> "$LOGS/$NAME.err"; echo "$NAME $?" >> "$LOGS/codes"; }
 fill() { dd if=/dev/zero of="filler.$1" bs=1k 2> /dev/null; true; }   # until the disk is full
-NAME=first run train dcgan_task1 $FAST --max-steps 2 --out run
+cp -r "$TRAINED" run   # a finished 2-step run, now on the small disk
 cp run/checkpoints/last.pt "$LOGS/before.pt"
 free=$(df -k --output=avail . | tail -1)
 dd if=/dev/zero of=filler bs=1k count=$((free - 150)) 2> /dev/null   # room for logs, not a checkpoint
@@ -256,18 +256,19 @@ def _can_mount_tmpfs() -> bool:
 
 
 @pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs unshare and tmpfs mounts (user namespaces)")
-def test_a_full_tmpfs_gives_one_line_and_keeps_the_previous_checkpoint(tmp_path):
+def test_a_full_tmpfs_gives_one_line_and_keeps_the_previous_checkpoint(trained, tmp_path):
     disk, logs = tmp_path / "disk", tmp_path / "logs"
     disk.mkdir()
     logs.mkdir()
     proc = subprocess.run(
         ["unshare", "--mount", "--map-root-user", "bash", "-c", FULL_DISK_SCRIPT],
-        env={**env(), "DISK": str(disk), "LOGS": str(logs), "PY": sys.executable, "FAST": " ".join(FAST)},
+        env={**env(), "DISK": str(disk), "LOGS": str(logs), "PY": sys.executable, "FAST": " ".join(FAST),
+             "TRAINED": str(trained)},
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     codes = dict(line.split() for line in (logs / "codes").read_text().splitlines())
-    assert codes == {"first": "0", "checkpoint": "2", "log": "2", "export": "2", "sample": "2"}, codes
+    assert codes == {"checkpoint": "2", "log": "2", "export": "2", "sample": "2"}, codes
     for name, failed in (("checkpoint", "run/checkpoints/last.pt"), ("log", "run/metrics.jsonl"),
                          ("export", "g.safetensors"), ("sample", "grid.png")):
         line = one_line((logs / f"{name}.err").read_text())
@@ -297,13 +298,12 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
-def test_an_injected_enospc_names_the_file_and_the_intact_checkpoint(tmp_path):
+def test_an_injected_enospc_names_the_file_and_the_intact_checkpoint(trained, tmp_path):
     run = tmp_path / "run"
+    shutil.copytree(trained, run)
     script = tmp_path / "inject.py"
     script.write_text(INJECT_ENOSPC)
     cmd = [sys.executable, str(script), "train", "dcgan_task1", *FAST, "--out", str(run)]
-    first = subprocess.run([*cmd, "--max-steps", "2"], env=env(), capture_output=True, text=True, timeout=120)
-    assert first.returncode == 0, first.stderr
     before = (run / "checkpoints" / "last.pt").read_bytes()
     full = subprocess.run([*cmd, "--max-steps", "4", "--resume", str(run / "checkpoints" / "last.pt")],
                           env={**env(), "GANKIT_TEST_FULL": "1"}, capture_output=True, text=True, timeout=120)
@@ -445,9 +445,10 @@ def test_a_foreign_folder_is_refused_and_left_untouched(tmp_path, capsys):
 
 def test_overwrite_replaces_the_old_run_completely_and_only_it(tmp_path, capsys):
     out = tmp_path / "run"
-    code, _, err = run_cli(capsys, "train", "dcgan_task1", *FAST, "--max-steps", "12", "--out", out)
+    code, _, err = run_cli(capsys, "train", "dcgan_task1", *FAST, "--set", "checkpoint_every=1", "--max-steps", "6",
+                           "--out", out)
     assert code == 0, err
-    assert (out / "checkpoints" / "epoch_0005.pt").exists() and (out / "samples" / "epoch_0006.png").exists()
+    assert (out / "checkpoints" / "epoch_0003.pt").exists() and (out / "samples" / "epoch_0003.png").exists()
     (out / "notes.txt").write_text("my notes")
     code, _, err = run_cli(capsys, "train", "dcgan_task1", *FAST, "--max-steps", "2", "--out", out)
     assert code == 2 and "--overwrite" in one_line(err)
@@ -477,8 +478,9 @@ def test_a_second_run_in_the_same_folder_is_refused_naming_the_first(tmp_path):
     for name in ("checkpoints/last.pt", "metrics.jsonl", "loss_curve.png", "gankit-run.json"):
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
     # once it is gone, its lock is gone with it (a kill -9 too: the OS releases it)
-    again = gankit("train", "dcgan_task1", *FAST, "--max-steps", "2", "--out", out, "--overwrite")
-    assert again.returncode == 0, again.stderr
+    from gankit.train.rundir import RunFolder
+
+    RunFolder.open(out, preset="dcgan_task1", resume=out / "checkpoints" / "last.pt").close()
 
 
 def test_files_honour_a_private_umask_too(tmp_path):

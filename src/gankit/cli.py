@@ -1,7 +1,10 @@
 """The ``gankit`` command line (also ``python -m gankit``).
 
 Every error a user can cause is printed as one line on stderr with a non-zero exit
-status; tracebacks are kept for bugs.
+status; tracebacks are kept for bugs. SIGINT (Ctrl-C), SIGTERM and SIGHUP end the command
+with one line and the status ``128 + signal number``, from the first moment (the command
+installs its handlers before importing torch). Only ``--import`` loads code from the
+current folder, and only the module it names: the folder is not put on the import path.
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import GankitError
+from .errors import DiskFullError, GankitError
 
 __all__ = ["main", "build_parser"]
+
+#: The most images ``gankit sample`` puts in one grid.
+MAX_SAMPLES = 10_000
+_SEED_LIMIT = 2**64
 
 EPILOG = """examples:
   gankit presets
@@ -51,8 +58,11 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 def _cmd_summary(args: argparse.Namespace) -> int:
     from .presets import get_preset
     from .tables import summary
+    from .train.guards import check_network_memory
 
-    recipe = get_preset(args.preset, **_parse_sets(args.set))
+    overrides = _parse_sets(args.set)
+    check_network_memory(args.preset, overrides)
+    recipe = get_preset(args.preset, **overrides)
     print(f"{recipe.name}: {recipe.description}")
     print("\nGenerator")
     summary(recipe.generator, (recipe.z_dim,))
@@ -64,15 +74,48 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_from_current_folder(top: str) -> None:
+    """Load ``./top.py`` or the package ``./top/`` as module ``top``, if there is one.
+
+    The folder is *not* put on ``sys.path``: nothing else in it can be imported by accident
+    (a ``matplotlib.py`` lying beside the user's presets stays inert).
+    """
+    import importlib.util
+
+    folder = Path.cwd()
+    package, module = folder / top / "__init__.py", folder / f"{top}.py"
+    if package.is_file():
+        spec = importlib.util.spec_from_file_location(top, package, submodule_search_locations=[str(package.parent)])
+    elif module.is_file():
+        spec = importlib.util.spec_from_file_location(top, module)
+    else:
+        return  # an installed module: imported the ordinary way
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[top] = loaded
+    try:
+        spec.loader.exec_module(loaded)
+    except BaseException:
+        sys.modules.pop(top, None)
+        raise
+
+
 def _import_user_modules(names: Sequence[str] | None) -> None:
-    """Import the modules given with --import (they may register presets)."""
+    """Import the modules given with --import (they may register presets).
+
+    A module (or package) of that name in the current folder comes first, as a script's own
+    folder would; only it is loaded from there.
+    """
     import importlib
 
     from .errors import ConfigError
 
-    sys.path.insert(0, os.getcwd())  # so a mypresets.py beside the user works
     for name in names or ():
+        if not name or not all(part.isidentifier() for part in name.split(".")):
+            raise ConfigError(f"--import {name!r} is not a module name; give e.g. --import mypresets.")
+        top = name.partition(".")[0]
         try:
+            if top not in sys.modules:
+                _load_from_current_folder(top)
             importlib.import_module(name)
         except ImportError as err:
             raise ConfigError(f"--import {name}: {err}; give an importable module name.") from None
@@ -89,37 +132,66 @@ def _say(*args) -> None:
         print(*args)
 
 
-def _prepare_out(out: Path, *, resuming: bool, overwrite: bool) -> None:
-    """Refuse to mix a new run into a folder that holds another run's files."""
+def _check_seed(seed: int | None, option: str = "--seed") -> None:
     from .errors import ConfigError
 
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder.")
-    existing = [p for p in (out / "metrics.jsonl", out / "checkpoints" / "last.pt") if p.exists()]
-    if existing and not resuming:
-        if not overwrite:
-            raise ConfigError(
-                f"{out} already holds a run ({existing[0].name}); resume it with --resume "
-                f"{out / 'checkpoints' / 'last.pt'}, choose another --out, or pass --overwrite."
-            )
-        if os.environ.get("RANK", "0") == "0":
-            (out / "metrics.jsonl").unlink(missing_ok=True)
+    if seed is not None and not 0 <= seed < _SEED_LIMIT:
+        raise ConfigError(f"{option} must be between 0 and {_SEED_LIMIT - 1}, got {seed}.")
+
+
+def _check_positive(value: int | None, option: str) -> None:
+    from .errors import ConfigError
+
+    if value is not None and value < 1:
+        raise ConfigError(f"{option} must be a positive integer, got {value}.")
+
+
+def _checkpoint_step(path: Path) -> str:
+    """`` (step N)`` for a checkpoint, read lazily; empty when it cannot be read."""
+    import torch
+
+    try:
+        step = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"]
+    except Exception:  # noqa: BLE001 -- only a nicety in an error message
+        return ""
+    return f" (step {step})" if isinstance(step, int) else ""
+
+
+def _name_intact_checkpoint(err: DiskFullError, out: Path, resume: str | None) -> None:
+    """Complete a disk-full error of a run with the checkpoint that is still good."""
+    last = out / "checkpoints" / "last.pt"
+    good = last if last.is_file() else (Path(resume) if resume else None)
+    if good is None:
+        err.hint = "no checkpoint had been written yet: free some space and start the run again"
+        return
+    err.intact = [f"the previous checkpoint {good}{_checkpoint_step(good)}"]
+    err.hint = f"free some space and resume with --resume {good}"
+
+
+def _settings_of(preset: str, overrides: dict):
+    """The settings of a preset with overrides, without building real networks."""
+    import torch
+
+    from .presets import recipe_from_name
+
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        return recipe_from_name(preset, **overrides).settings
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import torch
+    from .train.guards import check_network_memory, check_resume_settings
 
-    from .data import load_images
-    from .presets import build_recipe, get_preset
-    from .train import TraceLog, Trainer, seed_everything
-    from .train.distributed import main_process_first
-
+    _check_seed(args.seed)
+    _check_positive(args.max_steps, "--max-steps")
     overrides = _parse_sets(args.set)
     overrides.update({k: v for k, v in (("batch_size", args.batch_size), ("epochs", args.epochs)) if v is not None})
-    out = Path(args.out or f"runs/{args.preset}")
-    _prepare_out(out, resuming=args.resume is not None, overwrite=args.overwrite)
-    ckpt = None
-    if args.resume:
+    if args.out == "":
+        from .errors import ConfigError
+
+        raise ConfigError("--out is empty; give a folder for the run's files (default runs/PRESET).")
+    out = Path(args.out if args.out is not None else f"runs/{args.preset}")
+    ckpt, changed = None, {}
+    if args.resume is not None:
         from .errors import CheckpointError
         from .train.checkpoint import load_checkpoint
 
@@ -130,15 +202,58 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 f"resume it with 'gankit train {ckpt['preset']} --resume {args.resume}'."
             )
         # Resume with the settings the run was trained with; options given now win.
-        changed = {k: v for k, v in overrides.items() if k not in ckpt["overrides"] or ckpt["overrides"][k] != v}
-        overrides = {**ckpt["overrides"], **overrides}
+        saved = {**ckpt["overrides"]}
+        overrides = {**saved, **overrides}
+        try:
+            old_settings = _settings_of(args.preset, saved)
+        except GankitError as err:
+            raise CheckpointError(f"cannot rebuild the recipe of {args.resume}: {err}") from None
+        changed = check_resume_settings(old_settings, _settings_of(args.preset, overrides))
         if changed:
-            _say(f"resuming with changed settings: {', '.join(f'{k}={v}' for k, v in changed.items())}")
+            _say("resuming with changed settings: "
+                 + ", ".join(f"{k}={new} (was {old})" for k, (old, new) in changed.items()))
+    check_network_memory(args.preset, overrides)  # before any network is allocated
+    run = _open_run_folder(args, out)
+    try:
+        return _train(args, out, overrides, ckpt, changed, run)
+    except DiskFullError as err:
+        _name_intact_checkpoint(err, out, args.resume)
+        raise
+    except BaseException:
+        if run is not None:  # refused before training wrote anything: leave no trace
+            run.abandon()
+        raise
+    finally:
+        if run is not None:
+            run.close()
+
+
+def _open_run_folder(args: argparse.Namespace, out: Path):
+    """Lock and prepare the run folder (rank 0 only; the other ranks write nothing)."""
+    from .train.rundir import RunFolder
+
+    if os.environ.get("RANK", "0") != "0":
+        return None
+    run = RunFolder.open(out, preset=args.preset, resume=args.resume, overwrite=args.overwrite)
+    if run.removed:
+        _say(f"replaced the old run in {out} ({len(run.removed)} of its files removed)")
+    return run
+
+
+def _train(args, out, overrides, ckpt, changed, run) -> int:
+    import torch
+
+    from .data import load_images
+    from .presets import recipe_from_name
+    from .train import TraceLog, Trainer, seed_everything
+    from .train.distributed import main_process_first
+    from .train.guards import check_batchnorm_batches, resume_batch_index
+
     # seed-first: the seed fixes the initial weights too; original: the report's notebook
     # order (build the networks, then seed, then data and z_sample)
     if args.seed_order == "seed-first":
         torch.manual_seed(args.seed)
-    recipe = build_recipe(args.preset, **overrides) if ":" in args.preset else get_preset(args.preset, **overrides)
+    recipe = recipe_from_name(args.preset, **overrides)
     if args.init_generator or args.init_discriminator:
         recipe.load_weights(generator=args.init_generator, discriminator=args.init_discriminator)
     if args.seed_order == "original":
@@ -171,7 +286,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
     trainer = Trainer(recipe, **options)
     if ckpt is not None:
+        fresh_lrs = [[g["lr"] for g in opt.param_groups] for opt in (trainer.opt_g, trainer.opt_d)]
         trainer.load_state_dict(ckpt, source=args.resume)
+        # The optimizers come back with the learning rates they were saved with: apply the
+        # ones asked for now.
+        for opt, key, lrs in zip((trainer.opt_g, trainer.opt_d), ("g_lr", "d_lr"), fresh_lrs):
+            if key in changed:
+                for group, lr in zip(opt.param_groups, lrs):
+                    group["lr"] = lr
         _say(f"resumed {args.resume} at epoch {trainer.epoch}, step {trainer.step}")
     with main_process_first(trainer.dist):  # under torchrun rank 0 fills the cache first
         data = load_images(
@@ -185,19 +307,43 @@ def _cmd_train(args: argparse.Namespace) -> int:
             progress=not args.no_progress and trainer.is_main,
             file_order=args.file_order,
         )
+    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for net in (recipe.generator, recipe.discriminator)
+           for m in net.modules()):
+        check_batchnorm_batches(None, num_images=len(data), batch_size=recipe.batch_size)
+    if ckpt is not None:
+        # Another batch size (or other data): go on at the same place in the epoch's images.
+        old_batch_size = changed.get("batch_size", (recipe.batch_size,))[0]
+        num_batches = -(-len(data) // recipe.batch_size)
+        index = resume_batch_index(trainer.batch_index, old_batch_size, recipe.batch_size, num_batches)
+        if index != trainer.batch_index:
+            _say(f"epoch {trainer.epoch + 1} goes on at batch {index} of {num_batches} (it had "
+                 f"used {trainer.batch_index} batches of {old_batch_size} images)")
+            trainer.batch_index = index
     _say(f"training {recipe.name} on {args.data} ({len(data)} images) on {trainer.device}; "
          f"batch {recipe.batch_size}, {recipe.epochs} epochs" + (f", at most {args.max_steps} steps" if args.max_steps else ""))
-    try:
-        trainer.fit(data, max_steps=args.max_steps)
-    except KeyboardInterrupt as stop:
-        print(f"gankit: {stop or 'interrupted'}", file=sys.stderr)
-        return 130
+    trainer.fit(data, max_steps=args.max_steps)
     _say(f"done: {trainer.step} steps, {trainer.epoch} epochs, {trainer.g_steps} generator steps")
     for name, path in trainer.artifacts.items():
         _say(f"  {name.replace('_', ' ')}: {path}")
     _say(f"  metrics log: {out / 'metrics.jsonl'}")
     _say(f"  checkpoint: {out / 'checkpoints' / 'last.pt'}")
     return 0
+
+
+def _single_output(args: argparse.Namespace, out: str, kind: str, option: str = "--out") -> Path:
+    from .train.rundir import check_output_file
+
+    return check_output_file(out, kind=kind, inputs=[args.checkpoint], overwrite=args.overwrite, option=option)
+
+
+def _write_single(args: argparse.Namespace, path: Path, write):
+    """Run ``write()``; a full disk names the output and says what is intact."""
+    existed = path.exists()
+    try:
+        return write()
+    except DiskFullError as err:
+        err.intact = [str(args.checkpoint)] + ([f"the previous {path}"] if existed else [])
+        raise
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -208,14 +354,17 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from .train.export import generate
     from .train.outputs import save_grid
 
-    if args.n < 1:
-        raise ConfigError(f"--n must be >= 1, got {args.n}.")
+    if not 1 <= args.n <= MAX_SAMPLES:
+        raise ConfigError(f"--n must be between 1 and {MAX_SAMPLES:,} (one grid image), got {args.n}.")
+    _check_positive(args.nrow, "--nrow")
+    _check_seed(args.seed)
+    out = _single_output(args, args.out, "png")
     device = resolve_device(args.device)
     g = load_generator(args.checkpoint, device=device, ema=not args.raw)
     gen = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
     images = generate(g, torch.randn(args.n, g.z_dim, generator=gen), device=device)
     nrow = args.nrow or max(1, round(args.n**0.5))
-    path = save_grid(((images + 1) / 2).clamp(0, 1), args.out, nrow)
+    path = _write_single(args, out, lambda: save_grid(((images + 1) / 2).clamp(0, 1), out, nrow))
     print(f"wrote {args.n} samples to {path}")
     return 0
 
@@ -224,8 +373,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .train import export_generator
     from .train.export import generator_from_checkpoint
 
+    out = _single_output(args, args.out, "generator")
     generator, recipe, ckpt = generator_from_checkpoint(args.checkpoint, ema=not args.raw)
-    path = export_generator(generator, recipe, args.out)
+    path = _write_single(args, out, lambda: export_generator(generator, recipe, out))
     print(f"wrote the generator of {recipe.name} (step {ckpt['step']}) to {path}")
     return 0
 
@@ -240,6 +390,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     metrics = _csv(args.metrics)
     if args.num_samples < 2:
         raise ConfigError(f"--num-samples must be >= 2, got {args.num_samples}.")
+    _check_seed(args.seed)
+    json_out = _single_output(args, args.json, "json", option="--json") if args.json is not None else None
     device = resolve_device(args.device)
     generator = load_generator(args.checkpoint, device=device, ema=not args.raw)  # a .pt or an export
     channels, image_size, _ = generator.out_shape
@@ -258,13 +410,29 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         weights_path=args.inception_weights,
         download=args.download_weights,
     )
+    _warn_small_samples(result)
     print(result)
-    if args.json:
+    if json_out is not None:
         from .train.checkpoint import atomic_write_bytes
 
-        atomic_write_bytes(args.json, lambda f: f.write(result.to_json().encode() + b"\n"))
-        print(f"wrote {args.json}")
+        _write_single(args, json_out,
+                      lambda: atomic_write_bytes(json_out, lambda f: f.write(result.to_json().encode() + b"\n")))
+        print(f"wrote {json_out}")
     return 0
+
+
+def _warn_small_samples(result) -> None:
+    """Say so when FID/KID rest on fewer images than the extractor has feature dimensions."""
+    dim = (getattr(result, "extractor_info", None) or {}).get("feature_dim")
+    few = min(result.num_real, result.num_fake)
+    if isinstance(dim, int) and few <= dim:
+        print(
+            f"gankit: warning: {result.num_fake} generated and {result.num_real} reference images are too "
+            f"few for a reliable FID or KID: the {dim} features of {result.extractor} need more than "
+            f"{dim} images on each side for a non-singular covariance (published FIDs use 50000); "
+            "use --num-samples and --num-reference above that.",
+            file=sys.stderr,
+        )
 
 
 def _parse_sets(items: Sequence[str] | None) -> dict:
@@ -336,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--out", help="output folder (default: runs/PRESET)")
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint of this preset")
-    p.add_argument("--overwrite", action="store_true", help="start a new run in an --out that holds one")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run an --out folder holds (only that run's files are removed)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, latents and shuffling (default 0)")
     p.add_argument("--seed-order", choices=["seed-first", "original"], default="seed-first",
                    help="seed-first (default): seed, then build (the seed fixes the initial weights); "
@@ -386,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     p.add_argument("--raw", action="store_true",
                    help="from a checkpoint of a run with a generator EMA: the raw generator, not the average")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out file that gankit did not write")
     p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser("export", help="export a checkpoint's generator to .safetensors",
@@ -395,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="generator.safetensors", help="file to write")
     p.add_argument("--raw", action="store_true",
                    help="from a checkpoint of a run with a generator EMA: the raw generator, not the average")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out file that gankit did not write")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
@@ -420,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the latents (default 0)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     p.add_argument("--json", metavar="FILE", help="also write the result with its provenance as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace a --json file that gankit did not write")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_eval)
     return parser
@@ -432,25 +604,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments (without the program name); ``sys.argv[1:]`` when None.
 
     Returns:
-        The exit status: 0 on success, 2 for a user error, 130 when interrupted.
+        The exit status: 0 on success, 2 for a user error, ``128 + N`` when stopped by
+        signal N (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP).
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    from .signals import Interrupted, exit_on_signals
+
     try:
-        _import_user_modules(args.imports)
-        return int(args.func(args) or 0)
-    except GankitError as err:
+        with exit_on_signals():  # before anything slow: an early Ctrl-C is one line too
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if not getattr(args, "func", None):
+                parser.print_help()
+                return 2
+            _import_user_modules(args.imports)
+            return int(args.func(args) or 0)
+    except GankitError as err:  # DiskFullError too: one line naming the file
         print(f"gankit: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("gankit: interrupted", file=sys.stderr)
+    except Interrupted as stop:
+        print(f"gankit: {stop}", file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt as stop:
+        print(f"gankit: {stop or 'interrupted'}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `gankit summary dcgan_task1 | head`: not an error
         sys.stdout = None
         return 0
     except OSError as err:  # e.g. an output folder that cannot be written
+        from .train.checkpoint import is_disk_full
+
+        if is_disk_full(err):
+            print(f"gankit: error: {DiskFullError(err.filename or '?')}", file=sys.stderr)
+            return 2
         print(f"gankit: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2

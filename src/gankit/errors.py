@@ -8,7 +8,9 @@ line that names the problem and what to do about it. The command line catches
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import errno
+import os
+from collections.abc import Iterable, Sequence
 
 __all__ = [
     "GankitError",
@@ -16,6 +18,7 @@ __all__ = [
     "DataError",
     "CheckpointError",
     "TrainingError",
+    "DiskFullError",
     "unknown_choice",
 ]
 
@@ -38,6 +41,44 @@ class CheckpointError(GankitError, ValueError):
 
 class TrainingError(GankitError, RuntimeError):
     """Training cannot go on (for example a non-finite loss)."""
+
+
+class DiskFullError(GankitError, OSError):
+    """A file could not be written because its disk (or quota) is full.
+
+    gankit writes every file it makes to a temporary name and renames it into place, so
+    the file that could not be written keeps its previous content, and nothing written
+    before was touched. The message names the file and, when known, what is intact.
+
+    Args:
+        path: the file that could not be written.
+        intact: files that are known to be intact (e.g. the previous checkpoint), or None.
+        reason: the operating system's words (``"No space left on device"``).
+
+    Example:
+        >>> str(DiskFullError("runs/a/loss_curve.png", intact=["runs/a/checkpoints/last.pt"]))
+        'cannot write runs/a/loss_curve.png: the disk is full (No space left on device); runs/a/checkpoints/last.pt is intact; free some space and run the command again.'
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        intact: Sequence[str | os.PathLike] | None = None,
+        reason: str = "No space left on device",
+        hint: str = "free some space and run the command again",
+    ) -> None:
+        OSError.__init__(self, errno.ENOSPC, reason, os.fspath(path))
+        self.intact = [os.fspath(p) for p in intact] if intact else []
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.intact:
+            verb = "is" if len(self.intact) == 1 else "are"
+            kept = f"{', '.join(self.intact)} {verb} intact"
+        else:
+            kept = "the files gankit wrote before are intact (every file is written atomically)"
+        return f"cannot write {self.filename}: the disk is full ({self.strerror}); {kept}; {self.hint}."
 
 
 def unknown_choice(what: str, name: object, choices: Iterable[str]) -> ConfigError:

@@ -1,9 +1,10 @@
 """The on-disk cache of decoded images (uint8 safetensors files).
 
 A cache file is named after its source and decoding parameters and holds, in its metadata,
-a fingerprint of everything its contents depend on (file names, sizes, mtimes, parameters,
-library versions). A cache whose fingerprint differs is rebuilt, never used. Files are written
-to a temporary name and moved into place with ``os.replace`` so a reader never sees half a file.
+a fingerprint of everything its contents depend on (file names, sizes, modification and
+change times, inode numbers, parameters, library versions; see :func:`file_key`). A cache
+whose fingerprint differs is rebuilt, never used. Files are written to a temporary name and
+moved into place with ``os.replace`` so a reader never sees half a file.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ __all__ = [
     "default_cache_dir",
     "resolve_cache_dir",
     "fingerprint",
+    "file_key",
     "cache_file",
     "load_cache",
     "save_cache",
@@ -112,6 +114,51 @@ def fingerprint(payload: object) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# A file changed this recently may be changed again within the same tick of the file system's
+# clock (a few ms; 2 s on FAT), which its times would not show: such files are also hashed.
+_RECENT_NS = 2_000_000_000
+
+
+def _content_digest(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_key(path: str | os.PathLike[str], st: os.stat_result | None = None) -> list[object]:
+    """What the cached pixels of one image file depend on, as cheap to compute as it is safe.
+
+    The size, the modification time, the *change* time (``st_ctime``, which the system sets
+    on every write and which, unlike the modification time, no program can set back) and
+    the inode number. A file rewritten in place, even with its old size and modification
+    time restored, so gets a new key. The contents are hashed as well when the change time
+    cannot be trusted: on Windows (where ``st_ctime`` is the creation time), and for files
+    changed less than two seconds ago (a second change within one tick of the file
+    system's clock would not show in its times).
+
+    Args:
+        path: the image file.
+        st: its ``os.stat`` result, if already known.
+
+    Returns:
+        A JSON-serialisable list.
+
+    Raises:
+        OSError: when the file cannot be read.
+
+    Example:
+        >>> len(file_key(__file__)) >= 4
+        True
+    """
+    st = os.stat(path) if st is None else st
+    key: list[object] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    if os.name == "nt" or time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < _RECENT_NS:
+        key.append(_content_digest(path))
+    return key
+
+
 def cache_file(cache_dir: Path, label: str, key: object) -> Path:
     """The cache file for a source and its decoding parameters.
 
@@ -189,11 +236,13 @@ def save_cache(path: Path, images: torch.Tensor, expected: str, *,
         "files": json.dumps(files),
         "skipped": json.dumps([list(item) for item in skipped]),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    # Created by save_file itself, so that it honours the umask like any file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
-        save_file({"images": images.contiguous()}, tmp, metadata=metadata)
+        save_file({"images": images.contiguous()}, str(tmp), metadata=metadata)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, SafetensorError):  # e.g. a full disk, reported by the Rust writer
+            raise OSError(f"cannot write {path}: {err}") from None
         raise

@@ -127,12 +127,20 @@ def _walk(folder: Path, recursive: bool, seen: set[str] | None = None,
     for entry in children:
         if entry.name.startswith("."):
             continue
-        if entry.is_dir():
+        try:
+            is_dir, is_file = entry.is_dir(), entry.is_file()
+        except OSError:
+            is_dir, is_file = False, False
+        if not is_dir and not is_file and entry.is_symlink():
+            # A broken link or a link to itself (ELOOP): listed like a file, so that decoding
+            # fails on it and it is skipped with a warning naming it, as any unreadable image.
+            is_file = True
+        if is_dir:
             real = os.path.realpath(entry.path)
             if recursive and real not in seen:
                 seen.add(real)
                 yield from _walk(Path(entry.path), recursive, seen, order)
-        elif entry.is_file():
+        elif is_file:
             yield Path(entry.path)
 
 
@@ -394,7 +402,7 @@ def warn_skipped(where: str | os.PathLike[str], skipped: Sequence[tuple[str, str
                         f"(e.g. {first}{more}); check that they are valid images")
     if strict:
         raise DataError(f"{len(skipped)} of {total} image files in {shown} are corrupt, "
-                        f"truncated or empty ({first}{more}); fix or remove them, or pass "
+                        f"truncated, empty or broken links ({first}{more}); fix or remove them, or pass "
                         "strict=False to skip them")
     warnings.warn(f"skipped {len(skipped)} of {total} image files in {shown} that are corrupt, "
-                  f"truncated or empty: {first}{more}", stacklevel=4)
+                  f"truncated, empty or broken links: {first}{more}", stacklevel=4)

@@ -13,7 +13,7 @@ from gankit.data.convert import normalize_uint8
 from gankit.data.dataset import ImageTensorDataset
 from gankit.errors import DataError
 
-__all__ = ["BatchLoader", "SHUFFLES", "dataloader_epoch_seed"]
+__all__ = ["BatchLoader", "SHUFFLES", "dataloader_epoch_seed", "check_float_range"]
 
 #: The batch orders a :class:`BatchLoader` (and a recipe's ``shuffle`` setting) knows.
 SHUFFLES = ("seeded", "dataloader", "none")
@@ -44,6 +44,40 @@ def dataloader_epoch_seed() -> int:
     """
     torch.empty((), dtype=torch.int64).random_()  # _BaseDataLoaderIter's base seed
     return int(torch.empty((), dtype=torch.int64).random_().item())  # RandomSampler's seed
+
+
+# Float images must be normalised to [-1, 1]; a little slack for rounding in user pipelines.
+_RANGE_SLACK = 1e-3
+
+
+def check_float_range(images: torch.Tensor) -> None:
+    """Refuse float images that are not in [-1, 1] (or hold NaN or infinity).
+
+    Data in [0, 255] or [0, 1] scaled twice would otherwise train silently on the wrong
+    range. The whole tensor is checked in one pass (min and max).
+
+    Args:
+        images: float images (N, C, H, W).
+
+    Raises:
+        DataError: one line with the range found and how to convert.
+
+    Example:
+        >>> check_float_range(torch.zeros(1, 3, 2, 2))
+        >>> check_float_range(torch.full((1, 3, 2, 2), 255.0))  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        gankit.errors.DataError: float images must be in [-1, 1], ...
+    """
+    lo, hi = torch.aminmax(images.detach())
+    lo, hi = float(lo), float(hi)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise DataError("float images hold NaN or infinite values; clean the data (float images "
+                        "must be finite and in [-1, 1])")
+    if lo < -1 - _RANGE_SLACK or hi > 1 + _RANGE_SLACK:
+        hint = ("they look like [0, 255]: use x / 127.5 - 1, or pass the uint8 images"
+                if hi > 2 else "rescale them to [-1, 1]")
+        raise DataError(f"float images must be in [-1, 1], got values in [{lo:.4g}, {hi:.4g}]; "
+                        f"{hint}")
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -113,6 +147,8 @@ class BatchLoader:
         n = images.shape[0]
         if n == 0:
             raise DataError("the dataset has no images; check the image folder or dataset")
+        if images.is_floating_point():
+            check_float_range(images)
         if drop_last and batch_size > n:
             raise DataError(f"the dataset has {n} images, fewer than batch_size {batch_size} "
                             "with drop_last=True; use a smaller batch or more images")
@@ -170,8 +206,12 @@ class BatchLoader:
             >>> loader.set_epoch(3, start_batch=10)  # doctest: +SKIP
         """
         if epoch < 0 or not 0 <= start_batch <= len(self):
-            raise ValueError(f"need epoch >= 0 and 0 <= start_batch <= {len(self)}, got "
-                             f"epoch={epoch}, start_batch={start_batch}")
+            # DataError is a ValueError: one line, also when a resumed run's data changed.
+            raise DataError(f"cannot start epoch {epoch} at batch {start_batch}: this data has "
+                            f"{len(self)} batches of {self.batch_size} of {self.num_images} images "
+                            "(need epoch >= 0 and 0 <= start_batch <= batches); a checkpoint of "
+                            "other data or another batch size? Resume with the same data and batch "
+                            "size")
         self._epoch, self._batch = epoch, start_batch
 
     def permutation(self, epoch: int) -> torch.Tensor:
@@ -267,6 +307,15 @@ class BatchLoader:
                 "num_images": self.num_images, "batch_size": self.batch_size,
                 "shuffle": self.shuffle,
                 "sampler_seed": None if self._sampler_seed is None else list(self._sampler_seed)}
+
+    def set_sampler_seed(self, epoch: int, seed: int) -> None:
+        """Fix the ``"dataloader"`` order of ``epoch`` (as if the epoch had drawn ``seed``).
+
+        Args:
+            epoch: the epoch.
+            seed: its ``RandomSampler`` seed (see :func:`dataloader_epoch_seed`).
+        """
+        self._sampler_seed = (int(epoch), int(seed))
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores a position saved by :meth:`state_dict` (also the seed).

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from gankit.data.cache import (
     cache_file,
+    file_key,
     fingerprint,
     load_cache,
     resolve_cache_dir,
@@ -179,10 +180,9 @@ def _load_folder(folder: Path, *, recursive: bool, spec: ImageSpec, file_order: 
     stats = []
     for p in files:
         try:
-            st = p.stat()
+            stats.append((names[p], *file_key(p)))
         except OSError:
-            continue  # vanished since listing; decoding would skip it anyway
-        stats.append((names[p], st.st_size, st.st_mtime_ns))
+            continue  # vanished since listing, or a broken link: decoding skips it
     slot = {"kind": "folder", "folder": str(folder), "recursive": recursive,
             "spec": spec.as_dict(), "num_images": num_images,
             **({"order": file_order} if file_order != "sorted" else {})}

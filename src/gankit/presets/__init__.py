@@ -18,6 +18,7 @@ from ._registry import (
     meta_table,
     preset_description,
     rebuild_recipe,
+    recipe_from_name,
     register_preset,
 )
 from .report import dcgan_task1, report_wgan_generator, wgan_task2
@@ -29,6 +30,7 @@ __all__ = [
     "RecipeSettings",
     "build_recipe",
     "rebuild_recipe",
+    "recipe_from_name",
     "get_preset",
     "list_presets",
     "make_settings",

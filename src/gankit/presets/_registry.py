@@ -530,6 +530,19 @@ def build_recipe(builder: str | Builder, **overrides: Any) -> Recipe:
     return _built(fn, {k: v for k, v in overrides.items() if v is not None})
 
 
+def recipe_from_name(name: str, **overrides: Any) -> Recipe:
+    """A registered preset, or a ``"module:function"`` builder (see :func:`build_recipe`).
+
+    Args:
+        name: a preset name or a builder's ``module:function``.
+        **overrides: settings (or the builder's arguments).
+
+    Returns:
+        The :class:`Recipe`.
+    """
+    return build_recipe(name, **overrides) if ":" in name else get_preset(name, **overrides)
+
+
 def rebuild_recipe(ckpt: dict[str, Any], *, source: str = "checkpoint") -> Recipe:
     """Rebuild the recipe a checkpoint was trained with: a registered preset by name, else
     the builder it records, whose module must already be imported (a checkpoint never makes

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save
 from .._version import __version__
 from ..errors import CheckpointError, ConfigError
 from ..presets import Recipe, get_preset
-from .checkpoint import atomic_write_bytes
+from .checkpoint import atomic_write_bytes, clean_message
 from .ema import ema_weights
 
 __all__ = ["export_generator", "load_generator", "generator_from_checkpoint", "generate"]
@@ -83,16 +83,19 @@ def generator_from_checkpoint(path: str | os.PathLike, device: str | torch.devic
     Raises:
         CheckpointError: for a missing, truncated or foreign file.
     """
+    from ..presets import rebuild_recipe
     from .checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path)  # every field checked: preset and overrides are well-typed
     try:
         with torch.random.fork_rng(devices=[]):
-            recipe = get_preset(ckpt["preset"], **ckpt.get("overrides", {}))
+            recipe = rebuild_recipe(ckpt, source=str(path))
         averaged = ema_weights(ckpt) if ema else None
         recipe.generator.load_state_dict(ckpt["generator"] if averaged is None else averaged)
-    except (ConfigError, RuntimeError, KeyError) as err:
-        raise CheckpointError(f"{path} does not fit its preset {ckpt.get('preset')!r}: {str(err)[:120]}") from None
+    except (ConfigError, RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} does not fit its preset {ckpt['preset']!r}: {clean_message(err, 120)}"
+        ) from None
     return recipe.generator.to(device).eval(), recipe, ckpt
 
 
@@ -134,15 +137,37 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
         with safe_open(str(p), framework="pt") as f:
             meta = f.metadata() or {}
         tensors = load_file(str(p))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"cannot read {p} as safetensors ({str(err)[:100]}); export it again.") from None
+    except (SafetensorError, OSError, ValueError, TypeError) as err:
+        raise CheckpointError(f"cannot read {p} as safetensors ({clean_message(err, 100)}); export it again.") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a gankit generator export; write one with 'gankit export'.")
+    preset, overrides = _export_recipe(p, meta)
     try:
         with torch.random.fork_rng(devices=[]):
-            recipe = get_preset(meta["preset"], **json.loads(meta.get("overrides", "{}")))
+            recipe = get_preset(preset, **overrides)
         generator = recipe.generator
         generator.load_state_dict(tensors)
-    except (ConfigError, RuntimeError, KeyError) as err:
-        raise CheckpointError(f"{p} does not fit its preset {meta.get('preset')!r}: {str(err)[:120]}") from None
+    except (ConfigError, RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{p} does not fit its preset {preset!r}: {clean_message(err, 120)}") from None
     return generator.to(device).eval()
+
+
+def _export_recipe(p: Path, meta: dict[str, str]) -> tuple[str, dict]:
+    """The preset name and overrides recorded in an export's metadata, checked."""
+    preset = meta.get("preset")
+    if not preset:
+        raise CheckpointError(f"{p} names no preset in its metadata; export it again with 'gankit export'.")
+    try:
+        overrides = json.loads(meta.get("overrides", "{}"))
+    except ValueError:
+        raise CheckpointError(
+            f"{p} has damaged metadata (its overrides are not JSON); export it again with 'gankit export'."
+        ) from None
+    if not isinstance(overrides, dict) or not all(
+        isinstance(k, str) and isinstance(v, (str, int, float, bool, type(None))) for k, v in overrides.items()
+    ):
+        raise CheckpointError(
+            f"{p} has damaged metadata (its overrides are not a dictionary of settings); export it "
+            "again with 'gankit export'."
+        )
+    return preset, overrides

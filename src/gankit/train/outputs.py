@@ -1,7 +1,12 @@
-"""What training writes besides checkpoints: the metrics log, the loss curve, sample grids."""
+"""What training writes besides checkpoints: the metrics log, the loss curve, sample grids.
+
+Every PNG gankit writes carries a ``Software`` text chunk (``gankit <version>``), by which
+``gankit sample`` recognises a grid it may replace without ``--overwrite``.
+"""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -10,15 +15,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.utils import save_image
+from torchvision.utils import make_grid
 
-from .checkpoint import atomic_write_bytes
+from .._version import __version__
+from ..errors import ConfigError, DiskFullError
+from .checkpoint import atomic_write_bytes, is_disk_full
 
-__all__ = ["MetricsLog", "save_grid", "plot_loss_curve", "plot_metric_curve", "loss_curve_panels"]
+__all__ = ["PNG_SOFTWARE", "MetricsLog", "save_grid", "plot_loss_curve", "plot_metric_curve",
+           "loss_curve_panels"]
+
+#: The ``Software`` text of every PNG gankit writes.
+PNG_SOFTWARE = f"gankit {__version__}"
 
 
 class MetricsLog:
     """A JSON-lines file with one record per training iteration (rank 0 only).
+
+    Records are appended in one write per call. The file is never written through a
+    symbolic link; a resumed run first drops records after its checkpoint
+    (:func:`gankit.train.rundir.rewind_metrics`).
 
     Args:
         path: the ``metrics.jsonl`` file; appended to, so a resumed run continues it.
@@ -26,19 +41,57 @@ class MetricsLog:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            if is_disk_full(err):
+                raise DiskFullError(self.path) from None
+            raise
 
     def write(self, records: list[dict[str, Any]]) -> None:
-        """Append records (one JSON object per line); non-finite numbers become null."""
+        """Append records (one JSON object per line); non-finite numbers become null.
+
+        Raises:
+            ConfigError: when the log is a symbolic link.
+            DiskFullError: when the disk is full (a torn last line is dropped on resume).
+        """
         if not records:
             return
-        with self.path.open("a", encoding="utf-8") as f:
-            for rec in records:
-                clean = {
-                    k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                    for k, v in rec.items()
-                }
-                f.write(json.dumps(clean) + "\n")
+        text = "".join(
+            json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in rec.items()})
+            + "\n"
+            for rec in records
+        )
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            if self.path.is_symlink():
+                raise OSError(errno.ELOOP, "is a symbolic link", str(self.path))
+            fd = os.open(self.path, flags, 0o666)
+            with os.fdopen(fd, "ab") as f:
+                f.write(text.encode("utf-8"))
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise ConfigError(
+                    f"{self.path} is a symbolic link; gankit does not write through links in a run "
+                    "folder: remove it."
+                ) from None
+            if is_disk_full(err):
+                raise DiskFullError(self.path) from None
+            raise
+
+
+def _png_bytes(images: torch.Tensor, nrow: int) -> bytes:
+    """The PNG of a grid, as ``torchvision.utils.save_image`` makes it, plus a Software chunk."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    grid = make_grid(images.detach().float().cpu(), nrow=nrow)
+    array = grid.mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to("cpu", torch.uint8).numpy()
+    info = PngInfo()
+    info.add_text("Software", PNG_SOFTWARE)
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="png", pnginfo=info)
+    return buf.getvalue()
 
 
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int) -> Path:
@@ -52,9 +105,8 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int) -> Path:
     Returns:
         The path written.
     """
-    buf = io.BytesIO()
-    save_image(images.detach().float().cpu(), buf, nrow=nrow, format="png")
-    return atomic_write_bytes(path, lambda f: f.write(buf.getvalue()))
+    data = _png_bytes(images, nrow)
+    return atomic_write_bytes(path, lambda f: f.write(data))
 
 
 def loss_curve_panels(history: list[dict[str, float]]) -> list[tuple[str, list[str]]]:
@@ -114,7 +166,7 @@ def plot_loss_curve(history: list[dict[str, float]], path: str | os.PathLike, ti
     ax.set_xlabel("step")
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", metadata={"Software": PNG_SOFTWARE})
     return atomic_write_bytes(path, lambda f: f.write(buf.getvalue()))
 
 
@@ -149,5 +201,5 @@ def plot_metric_curve(records: list[dict[str, Any]], path: str | os.PathLike, ti
     fig.suptitle(f"{title} ({extractor})" if extractor else title)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", metadata={"Software": PNG_SOFTWARE})
     return atomic_write_bytes(path, lambda f: f.write(buf.getvalue()))

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import signal
 import threading
 import time
 import warnings
@@ -40,17 +39,26 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import signals as _signals
 from .._version import __version__
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..presets import Recipe
 from . import distributed as _dist
 from .batch import Batch, as_batch
 from .callbacks import Callback
-from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, atomic_save, load_checkpoint
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    atomic_save,
+    check_resumable,
+    load_checkpoint,
+)
 from .ema import GeneratorEMA
 from .graphs import StepGraphs, make_graph_safe, optimizer_flags, restore_optimizer_flags
+from .guards import check_batchnorm_batches
 from .hostmem import tune_host_allocator
 from .outputs import MetricsLog, plot_loss_curve, save_grid
+from .rundir import rewind_run
 from .step import GANStep
 
 __all__ = ["Trainer", "resolve_device"]
@@ -342,7 +350,7 @@ class Trainer:
         self._last_checkpoint: Path | None = None
         self._last_saved_step = -1
         self.artifacts: dict[str, Path] = {}  # latest sample grid and loss curve
-        self._stop_requested = False
+        self._stop_requested = 0  # the number of the stop signal received, 0 for none
         self._t0 = time.perf_counter()
         self._elapsed_before = 0.0
 
@@ -658,6 +666,7 @@ class Trainer:
         batches is used as given (on every rank).
         """
         from ..data import BatchLoader, load_images
+        from ..data.loader import dataloader_epoch_seed
 
         bs, ctx = self.settings.batch_size, self.dist
         if isinstance(data, (str, os.PathLike)):
@@ -679,8 +688,15 @@ class Trainer:
                                                         device=self.device)
                 return self._loader
             loader = BatchLoader(images, bs, shuffle=shuffle, seed=self.data_seed, device=self.device)
-            if state is not None and "num_images" in state:  # resuming: the epoch's sampler seed
-                loader.load_state_dict(state)
+            sampler = state.get("sampler_seed") if state is not None else None
+            if sampler is not None and int(sampler[0]) == self.epoch and self.batch_index:
+                if state.get("num_images") == loader.num_images:  # resuming mid-epoch: same order
+                    loader.set_sampler_seed(self.epoch, int(sampler[1]))
+                else:  # other data than the checkpoint's: this epoch's order cannot be the same
+                    warnings.warn(f"the data has {loader.num_images} images, the checkpoint's run "
+                                  f"{state.get('num_images')}: epoch {self.epoch + 1} continues in a "
+                                  "new order (not bitwise resumable).", stacklevel=3)
+                    loader.set_sampler_seed(self.epoch, dataloader_epoch_seed())
             self._data_state = None
             self._loader = loader
             return loader
@@ -733,8 +749,9 @@ class Trainer:
         the metrics log and saves ``checkpoints/last.pt`` (and ``checkpoints/epoch_NNNN.pt``
         every ``checkpoint_every`` epochs) under ``out_dir``. Callbacks hear of every step
         and epoch. A resumed trainer continues where it stopped (same epoch, same batch).
-        Ctrl-C finishes the current step, saves a checkpoint and raises
-        ``KeyboardInterrupt``. A non-finite loss raises :class:`~gankit.errors.TrainingError`
+        Ctrl-C, SIGTERM or SIGHUP finishes the current step, saves a checkpoint and raises
+        :class:`gankit.signals.Interrupted` (a ``KeyboardInterrupt``); a second signal
+        raises it at once. A non-finite loss raises :class:`~gankit.errors.TrainingError`
         naming the step; the last good checkpoint is kept.
 
         Args:
@@ -750,6 +767,8 @@ class Trainer:
         epochs = self.settings.epochs if epochs is None else epochs
         loader = self._as_batches(data)
         use_bn = _has_batchnorm(self.generator, self.discriminator)
+        if use_bn:  # every batch of one image: refuse now rather than skip them all
+            check_batchnorm_batches(loader)
         self._t0 = time.perf_counter()
         previous_handler = self._install_sigint()
         bar = None
@@ -788,7 +807,10 @@ class Trainer:
                         self.evaluate_now()
                     if self._stop_requested:
                         path = self._finish(reason="interrupted")
-                        raise KeyboardInterrupt(f"training interrupted; checkpoint saved to {path}")
+                        raise _signals.Interrupted(
+                            self._stop_requested, f"training interrupted by "
+                            f"{_signals.signal_name(self._stop_requested)} at step {self.step}; "
+                            f"checkpoint saved to {path}")
                 else:
                     self.epoch += 1
                     self.batch_index = 0
@@ -1001,18 +1023,15 @@ class Trainer:
     def _install_sigint(self):
         if threading.current_thread() is not threading.main_thread() or self.dist is not None:
             return None  # under torchrun every rank gets Ctrl-C at its own step: stop at once
+        # SIGINT, SIGTERM and SIGHUP: the first stops after this step, a second at once
+        return _signals.install_stop_handlers(self._request_stop)
 
-        def handler(signum, frame):
-            self._stop_requested = True
-            signal.signal(signal.SIGINT, previous)  # a second Ctrl-C stops at once
-
-        previous = signal.signal(signal.SIGINT, handler)
-        return previous
+    def _request_stop(self, signum: int) -> None:
+        self._stop_requested = signum
 
     def _restore_sigint(self, previous) -> None:
-        self._stop_requested = False
-        if previous is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, previous)
+        self._stop_requested = 0
+        _signals.restore_handlers(previous)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -1029,7 +1048,7 @@ class Trainer:
             "format_version": CHECKPOINT_VERSION,
             "gankit_version": __version__,
             "preset": self.recipe.name,
-            "builder": self.recipe.builder,
+            **({"builder": self.recipe.builder} if self.recipe.builder else {}),
             "overrides": dict(self.recipe.overrides),
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
@@ -1092,8 +1111,12 @@ class Trainer:
             source: how to name it in error messages (usually its path).
 
         Raises:
-            CheckpointError: when it belongs to another preset or architecture.
+            CheckpointError: when it belongs to another preset or architecture, or a field
+                has the wrong type or shape.
         """
+        check_resumable(ckpt, source, preset=self.recipe.name, z_dim=self.settings.z_dim,
+                        modules={"generator": self.generator, "discriminator": self.discriminator},
+                        optimizers={"opt_g": self.opt_g, "opt_d": self.opt_d})
         if ckpt.get("preset") != self.recipe.name:
             raise CheckpointError(
                 f"{source} was written by preset {ckpt.get('preset')!r}, not {self.recipe.name!r}; "
@@ -1140,6 +1163,8 @@ class Trainer:
         self._last_saved_step = self.step
         if self._graphs is not None:  # new optimizer state tensors: capture again
             self._graphs.reset()
+        if self.out_dir is not None and self.is_main:  # a crash may have logged steps past it
+            rewind_run(self.out_dir, self.step)
 
     def _load_rank_rng(self, ckpt: dict[str, Any]) -> None:
         ranks = ckpt.get("rng_ranks") or []

@@ -25,6 +25,7 @@ _EXPECTED = {
     "adam_dcgan_paper": (torch.optim.Adam, {"lr": 2e-4, "betas": (0.5, 0.999)}),
     "adam_ttur_g": (torch.optim.Adam, {"lr": 1e-4, "betas": (0.0, 0.9)}),
     "adam_ttur_d": (torch.optim.Adam, {"lr": 4e-4, "betas": (0.0, 0.9)}),
+    "adam_r3gan": (torch.optim.Adam, {"lr": 2e-4, "betas": (0.0, 0.99)}),
 }
 
 

@@ -44,6 +44,19 @@ __all__ = ["MS_SSIM_BETAS", "ms_ssim_settings", "ms_ssim_diversity"]
 MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
+def _torchmetrics():
+    """The torchmetrics module, or a one-line error saying how to install it."""
+    try:
+        import torchmetrics
+        import torchmetrics.functional.image  # noqa: F401
+    except ImportError as err:
+        raise ConfigError(
+            f"MS-SSIM uses torchmetrics, which is not installed ({err}); "
+            "pip install 'gankit[metrics]' or drop 'ms_ssim'"
+        ) from None
+    return torchmetrics
+
+
 def ms_ssim_settings(
     image_size: int | tuple[int, int], kernel_size: int = 11, sigma: float = 1.5
 ) -> dict[str, Any]:
@@ -83,8 +96,6 @@ def ms_ssim_settings(
         )
     betas = MS_SSIM_BETAS[:scales]
     total = sum(betas)
-    import torchmetrics  # only its version is recorded here
-
     return {
         "scales": scales,
         "betas": [b / total for b in betas],
@@ -96,7 +107,8 @@ def ms_ssim_settings(
         "data_range": 1.0,
         "images": "8-bit, scaled to [0, 1]",
         "implementation": (
-            f"torchmetrics {torchmetrics.__version__} multiscale_structural_similarity_index_measure"
+            f"torchmetrics {_torchmetrics().__version__} "
+            "multiscale_structural_similarity_index_measure"
         ),
     }
 
@@ -137,8 +149,7 @@ def ms_ssim_diversity(
         >>> ms_ssim_diversity(noise) < 0.2
         True
     """
-    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
-
+    tm = _torchmetrics()
     if not isinstance(images, Tensor) or images.dim() != 4:
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise ConfigError(f"MS-SSIM diversity needs a (N, C, H, W) image tensor, got {shape}")
@@ -159,7 +170,7 @@ def ms_ssim_diversity(
         idx = perm[2 * start : 2 * min(pairs, start + batch_size)]
         a = x[idx[0::2]].to(torch.float32) / 255.0
         b = x[idx[1::2]].to(torch.float32) / 255.0
-        values = multiscale_structural_similarity_index_measure(
+        values = tm.functional.image.multiscale_structural_similarity_index_measure(
             a,
             b,
             gaussian_kernel=True,

@@ -135,13 +135,18 @@ def swd_resolutions(size: int, min_resolution: int = 16) -> list[int]:
 
 
 def _binomial_blur(x: Tensor, gain: float, stride: int) -> Tensor:
-    """5-tap binomial filter (times ``gain``) with mirror borders, per channel, then subsampled."""
+    """5-tap binomial filter (times ``gain``) with mirror borders, per channel, then subsampled.
+
+    Separable, and written as weighted sums of shifted slices: for this one-channel 5-tap
+    filter that is several times faster on the CPU than ``conv2d``.
+    """
     n, c, h, w = x.shape
-    k = torch.tensor(_BINOMIAL, dtype=x.dtype, device=x.device) * (gain**0.5 / 16.0)
-    y = F.pad(x.reshape(n * c, 1, h, w), (2, 2, 2, 2), mode="reflect")
-    y = F.conv2d(y, k.view(1, 1, 1, 5), stride=(1, stride))
-    y = F.conv2d(y, k.view(1, 1, 5, 1), stride=(stride, 1))
-    return y.reshape(n, c, y.shape[-2], y.shape[-1])
+    k = [t * (gain**0.5 / 16.0) for t in _BINOMIAL]
+    y = F.pad(x.reshape(n * c, 1, h, w), (2, 2, 2, 2), mode="reflect")[:, 0]
+    cols = range(0, w, stride)
+    y = sum(k[j] * y[:, :, j : j + w : stride] for j in range(5))  # along rows of pixels
+    y = sum(k[j] * y[:, j : j + h : stride, :] for j in range(5))  # along columns
+    return y.reshape(n, c, len(range(0, h, stride)), len(cols))
 
 
 def pyr_down(images: Tensor) -> Tensor:
@@ -302,8 +307,8 @@ def extract_descriptors(level: Tensor, rows: Tensor, cols: Tensor, nhood_size: i
 def normalize_descriptors(desc: Tensor) -> Tensor:
     """Centres and scales descriptors per channel by their own mean and population std; flattens.
 
-    Statistics are taken over descriptors and pixels (``axis=(0, 2, 3)``), accumulated in
-    float64. A channel with zero spread is only centred.
+    Statistics are taken over descriptors and pixels (``axis=(0, 2, 3)``). A channel with
+    zero spread is only centred.
 
     Args:
         desc: ``(M, C, k, k)`` descriptors of one set and level.
@@ -317,13 +322,12 @@ def normalize_descriptors(desc: Tensor) -> Tensor:
         [-1.0, 1.0]
     """
     x = desc.to(torch.float32)
-    count = x.numel() // x.shape[1]
-    mean = x.sum(dim=(0, 2, 3), keepdim=True, dtype=torch.float64) / count
-    centred = x - mean.to(torch.float32)
-    var = centred.square().sum(dim=(0, 2, 3), keepdim=True, dtype=torch.float64) / count
+    # torch's CPU reductions use cascaded sums and Welford's variance: float32 here agrees
+    # with a float64 computation to ~1e-7.
+    var, mean = torch.var_mean(x, dim=(0, 2, 3), keepdim=True, correction=0)
     std = var.sqrt()
-    std = torch.where(std > 0, std, torch.ones_like(std)).to(torch.float32)
-    return (centred / std).reshape(desc.shape[0], -1)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return ((x - mean) / std).reshape(desc.shape[0], -1)
 
 
 def random_directions(
@@ -351,10 +355,12 @@ def random_directions(
 
 
 def _sorted_rows(x: Tensor) -> Tensor:
-    """Each row sorted ascending. On the CPU numpy's SIMD sort is several times faster than
-    torch.sort for these (directions x descriptors) blocks; elsewhere torch.sort."""
+    """Each row sorted ascending, in place when possible. On the CPU numpy's SIMD sort is
+    several times faster than torch.sort for these (directions x descriptors) blocks."""
     if x.device.type == "cpu":
-        return torch.from_numpy(np.sort(x.contiguous().numpy(), axis=1))
+        x = x.contiguous()
+        x.numpy().sort(axis=1)  # the tensor shares the array's memory
+        return x
     return torch.sort(x, dim=1).values
 
 

@@ -539,7 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, metavar="N", help="measure sample quality every N steps")
     p.add_argument("--eval-every-epochs", type=int, metavar="N", help="... or every N epochs")
     p.add_argument("--eval-samples", type=int, default=1000, help="generated images per evaluation (1000)")
-    p.add_argument("--eval-metrics", default="fid", help="comma-separated: fid, kid, pr, is (default fid)")
+    p.add_argument("--eval-metrics", default="fid",
+                   help="comma-separated: fid, kid, pr, is, swd, ms_ssim (default fid)")
     p.add_argument("--eval-extractor", default="tiny",
                    help="tiny (offline, NOT comparable to published FIDs; default) or inception-v3")
     p.set_defaults(func=_cmd_train)
@@ -570,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "eval",
-        help="measure sample quality (FID, KID, IS, precision/recall) of a checkpoint",
+        help="measure sample quality (FID, KID, IS, precision/recall, SWD, MS-SSIM) of a checkpoint",
         epilog="examples:\n"
         "  gankit eval runs/demo/checkpoints/last.pt --data toy-faces --metrics fid,kid\n"
         "  gankit eval g.safetensors --data faces/ --extractor inception-v3 "
@@ -579,7 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("checkpoint", help="a checkpoint (.pt) or a generator export (.safetensors)")
     p.add_argument("--data", default="toy-faces", help="reference images: folder or dataset name")
-    p.add_argument("--metrics", default="fid,kid", help="comma-separated: fid, kid, is, pr (default fid,kid)")
+    p.add_argument("--metrics", default="fid,kid",
+                   help="comma-separated: fid, kid, is, pr, swd, ms_ssim (default fid,kid)")
     p.add_argument("--num-samples", type=int, default=1000, help="generated images (default 1000)")
     p.add_argument("--num-reference", type=int, help="reference images (default: all)")
     p.add_argument("--extractor", default="tiny",

@@ -1,5 +1,9 @@
 """Sample-quality metrics that reproduce and say how each number was made.
 
+* Image metrics that need no network: :func:`sliced_wasserstein_distance` (SWD, PGGAN's
+  definition, :mod:`gankit.metrics.swd`) and :func:`ms_ssim_diversity` (mean MS-SSIM of
+  random pairs of generated images, torchmetrics' MS-SSIM, :mod:`gankit.metrics.diversity`).
+
 * Functional metrics on feature tensors: :func:`fid_from_features`,
   :func:`fid_from_stats`, :func:`kid_from_features` (unbiased, mean and std over
   subsets), :func:`inception_score_from_probs` / :func:`inception_score_from_logits`,
@@ -23,7 +27,14 @@ Example:
     1.0
 """
 
-from gankit.metrics.evaluate import METRICS, MetricResult, evaluate
+from gankit.metrics.diversity import MS_SSIM_BETAS, ms_ssim_diversity, ms_ssim_settings
+from gankit.metrics.evaluate import (
+    FEATURE_METRICS,
+    IMAGE_METRICS,
+    METRICS,
+    MetricResult,
+    evaluate,
+)
 from gankit.metrics.extractors import (
     EXTRACTOR_NAMES,
     FeatureExtractor,
@@ -55,9 +66,14 @@ from gankit.metrics.stats import (
     extract_features,
     stats_cache_path,
 )
+from gankit.metrics.swd import SWD_SETTINGS, laplacian_pyramid, sliced_wasserstein_distance
 
 __all__ = [
     "EXTRACTOR_NAMES",
+    "FEATURE_METRICS",
+    "IMAGE_METRICS",
+    "MS_SSIM_BETAS",
+    "SWD_SETTINGS",
     "INCEPTION_WEIGHTS_URL",
     "METRICS",
     "RESIZERS",
@@ -80,9 +96,13 @@ __all__ = [
     "inception_score_from_probs",
     "inception_weights_candidates",
     "kid_from_features",
+    "laplacian_pyramid",
     "mean_cov",
+    "ms_ssim_diversity",
+    "ms_ssim_settings",
     "normalize_images",
     "precision_recall",
     "resize_images",
+    "sliced_wasserstein_distance",
     "stats_cache_path",
 ]

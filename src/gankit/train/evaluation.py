@@ -55,7 +55,7 @@ def evaluate_generator(
         generator: maps ``(n, z_dim)`` latents to images in [-1, 1].
         reference: reference images (uint8 or float tensor, dataset, statistics file).
         z_dim: latent size.
-        metrics: subset of ``fid``, ``kid``, ``is``, ``pr``.
+        metrics: subset of ``fid``, ``kid``, ``is``, ``pr``, ``swd``, ``ms_ssim``.
         num_samples: generated images to use.
         extractor: ``"tiny"`` (offline, not comparable to published numbers),
             ``"inception-v3"`` or an ``nn.Module``.

@@ -1,0 +1,87 @@
+"""benchmarks/quality.py: the collapse flag on hand-made curves, and the quick configuration
+end to end (JSON with provenance, PNG, table)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from gankit.errors import ConfigError
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "quality.py"
+
+
+@pytest.fixture(scope="module")
+def quality():
+    spec = importlib.util.spec_from_file_location("quality_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("curve", "higher", "expected"),
+    [
+        ([10, 5, 4, 4.5, 5.9], False, "stable"),  # never more than 50% above its best (4)
+        ([10, 4, 7, 5, 6.5], False, "oscillates"),  # 7 > 6, then back to 5
+        ([10, 4, 7, 9, 6.5], False, "collapsed"),  # 7, 9, 6.5: all above 6 to the end
+        ([10, 4, 5, 6.1], False, "collapsed"),  # worse only at the last evaluation
+        ([4, 7, 8], False, "collapsed"),  # best at the start: the run only got worse
+        ([0.1, 0.6, 0.5, 0.3], True, "collapsed"),  # precision: 0.3 < 0.6 / 1.5
+        ([0.1, 0.6, 0.3, 0.5], True, "oscillates"),
+        ([0.0, 0.0, 0.0], True, "-"),  # a relative threshold means nothing at 0
+        ([0.2, -0.01, 0.1], False, "-"),  # unbiased KID below 0
+    ],
+)
+def test_collapse_flag(quality, curve, higher, expected):
+    assert quality.collapse_state(curve, higher, 0.5) == expected
+
+
+def test_stability_ratio_and_images_seen(quality):
+    assert quality.stability_ratio(4.0, 6.0, False) == 1.5
+    assert quality.stability_ratio(0.6, 0.3, True) == 2.0
+    assert math.isinf(quality.stability_ratio(0.5, 0.0, True))
+    # 10 images in batches of 4: 3 steps an epoch (4, 4, 2)
+    assert [quality.images_seen(s, 10, 4) for s in (0, 1, 2, 3, 4, 6)] == [0, 4, 8, 10, 14, 20]
+
+
+def test_quick_run_writes_json_png_and_table(quality, tmp_path, capsys):
+    doc = quality.main(["--quick", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "OFFLINE extractor" in out and "collapse flag per seed" in out
+    data = json.loads((tmp_path / "quality.json").read_text())
+    assert data == json.loads(json.dumps(doc, default=str))
+    assert data["gankit_version"] and "commit" in data["git"] and data["machine"]["cores"] >= 1
+    assert data["seeds"] == [0, 1] and data["settings"]["presets"] == ["dcgan_task1", "wgan_task2"]
+    prov = data["metric_provenance"]
+    assert prov["extractor"].startswith("tiny") and prov["comparable_to_published"] is False
+    assert prov["settings"]["swd"]["dirs_per_repeat"] == 128 and "ms_ssim" in prov["settings"]
+    runs = data["runs"]
+    assert [(r["preset"], r["seed"]) for r in runs] == [
+        ("dcgan_task1", 0), ("dcgan_task1", 1), ("wgan_task2", 0), ("wgan_task2", 1)]
+    for r in runs:  # the same training images for every preset, whatever its batch size
+        assert r["images_seen"] == [0, 256, 512]
+        assert all({"swd", "fid", "kid_mean", "precision", "recall", "ms_ssim"} <= set(e)
+                   for e in r["evals"])
+    assert {r["batch_size"] for r in runs} == {64, 32}
+    assert len(data["summary"]) == 2 * 6
+    table = (tmp_path / "table.txt").read_text()
+    assert "dcgan_task1" in table and "wgan_task2" in table and "last/best" in table
+    assert Image.open(tmp_path / "quality.png").size[0] > 600
+
+
+def test_bad_options_are_one_line_errors(quality, tmp_path):
+    cases = [
+        (["--quick", "--presets", "nope"], "unknown presets"),
+        (["--quick", "--presets", "dcgan_task1", "--eval-every-images", "100"], "multiple of 64"),
+        (["--quick", "--seeds", "a,b"], "comma-separated integers"),
+    ]
+    for argv, match in cases:
+        with pytest.raises(ConfigError, match=match) as info:
+            quality.main([*argv, "--out", str(tmp_path)])
+        assert "\n" not in str(info.value)

@@ -50,6 +50,7 @@ def test_stability_ratio_and_images_seen(quality):
     assert [quality.images_seen(s, 10, 4) for s in (0, 1, 2, 3, 4, 6)] == [0, 4, 8, 10, 14, 20]
 
 
+@pytest.mark.slow  # ~10 s on an idle 2-core machine, up to ~50 s when it is shared
 def test_quick_run_writes_json_png_and_table(quality, tmp_path, capsys):
     doc = quality.main(["--quick", "--out", str(tmp_path)])
     out = capsys.readouterr().out

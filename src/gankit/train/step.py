@@ -231,13 +231,7 @@ class GANStep:
                 loss, values = self.d_loss(ctx)
                 if self.augment is not None and ctx.real_out is not None:
                     self.augment.observe(ctx.real_out.detach())
-                for reg in due:
-                    value = reg(ctx)
-                    loss = loss + reg.weight * reg.every * value if reg.every > 1 else loss + reg.weight * value
-                    values[reg.name] = value.detach()
-                opt.backward(loss if self.accumulate == 1 else loss / self.accumulate)
-                values["loss_d"] = loss.detach()
-                _accumulate(logs, values, self.accumulate)
+                self._backward(opt, ctx, loss, values, due, logs, "loss_d")
         self.d_updates += 1
         for c in self.constraints:
             if c.side == "d":
@@ -273,13 +267,7 @@ class GANStep:
             for mb, z in self._micro(batch, z_all):
                 ctx = StepContext(t, "g", mb.images, mb.labels, z, t.generate(z))
                 loss, values = self.g_loss(ctx)
-                for reg in due:
-                    value = reg(ctx)
-                    loss = loss + reg.weight * reg.every * value if reg.every > 1 else loss + reg.weight * value
-                    values[reg.name] = value.detach()
-                opt.backward(loss if self.accumulate == 1 else loss / self.accumulate)
-                values["loss_g"] = loss.detach()
-                _accumulate(logs, values, self.accumulate)
+                self._backward(opt, ctx, loss, values, due, logs, "loss_g")
         self.g_updates += 1
         for c in self.constraints:
             if c.side == "g":
@@ -295,6 +283,17 @@ class GANStep:
         return objective.generator_loss(ctx.fake_out, ctx.real_out), {}
 
     # ------------------------------------------------------------------ helpers
+
+    def _backward(self, opt, ctx: StepContext, loss: Tensor, values: dict[str, Tensor],
+                  due: list[Regularizer], logs: dict[str, Tensor], key: str) -> None:
+        """Add the due regularisers to one micro-batch's loss, back-propagate it, log it."""
+        for reg in due:
+            value = reg(ctx)
+            loss = loss + reg.weight * reg.every * value if reg.every > 1 else loss + reg.weight * value
+            values[reg.name] = value.detach()
+        opt.backward(loss if self.accumulate == 1 else loss / self.accumulate)
+        values[key] = loss.detach()
+        _accumulate(logs, values, self.accumulate)
 
     def _engine(self) -> Trainer:
         if self.trainer is None:

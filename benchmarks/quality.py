@@ -35,12 +35,12 @@ as lower-is-better (more diverse); the real data's own MS-SSIM is printed beside
 
 Configurations (``--config``; every option below overrides them):
 
-* ``cpu`` (default, ``make quality``): both presets at their native 64x64 (wgan_task2's
-  generator is fixed at 64x64, so dcgan_task1 stays at 64x64 too and every metric compares
-  the same resolution), ``base_channels`` 16 for both (a quarter of the report's width), fast
-  mode (bf16 autocast + channels-last), 2 seeds, 163,840 training images per preset (16
-  epochs of 10,240 toy faces) evaluated every 20,480 images on 2,000 samples against 2,000
-  real images (a fixed random subset). About half an hour on 2 CPU cores.
+* ``cpu`` (default, ``make quality``): every preset at 32x32 (both report layouts have a
+  32x32 form: dcgan_task1 one doubling fewer, wgan_task2 the ``TASK2_STAGES[32]`` stage
+  list), ``base_channels`` 32 (half the report's width), fast mode (bf16 autocast +
+  channels-last), 2 seeds, 163,840 training images per preset (16 epochs of 10,240 toy
+  faces) evaluated every 20,480 images on 2,000 samples against 2,000 real images (a fixed
+  random subset). About half an hour on 2 CPU cores for the two report presets.
 * ``gpu``: the report's settings -- the presets' own defaults (64x64, width 64, the
   report's optimizers and batch sizes), faithful fp32, 51 epochs of the dataset, evaluated
   every 3 epochs on 10,000 samples against 10,000 real images, 3 seeds; same outputs. The
@@ -97,13 +97,13 @@ GRID = 6  # sample grids are GRID x GRID images
 GRID_SEED = 12345  # latents of the sample grids (a private generator)
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    "cpu": dict(device="cpu", image_size=64, base_channels=16, fast=True, seeds="0,1",
+    "cpu": dict(device="cpu", image_size=32, base_channels=32, fast=True, seeds="0,1",
                 num_images=10240, images=163_840, eval_every_images=20_480, eval_samples=2000,
                 eval_reference=2000),
     "gpu": dict(device="cuda", image_size=None, base_channels=None, fast=False, seeds="0,1,2",
                 num_images=10240, epochs=51, eval_every_epochs=3, eval_samples=10_000,
                 eval_reference=10_000),
-    "quick": dict(device="cpu", image_size=64, base_channels=4, fast=True, seeds="0,1",
+    "quick": dict(device="cpu", image_size=32, base_channels=4, fast=True, seeds="0,1",
                   num_images=256, images=512, eval_every_images=256, eval_samples=64,
                   eval_reference=128),
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from gankit import ConfigError
 from gankit.presets import (
@@ -72,9 +73,12 @@ def test_bad_overrides(overrides, match):
         get_preset("dcgan_task1", **overrides)
 
 
-def test_wgan_task2_image_size_fixed():
-    with pytest.raises(ConfigError, match="64x64"):
-        get_preset("wgan_task2", image_size=32)
+def test_wgan_task2_image_sizes():
+    with pytest.raises(ConfigError, match="stage lists for image sizes \\[32, 64\\]"):
+        get_preset("wgan_task2", image_size=48)
+    recipe = get_preset("wgan_task2", image_size=32, base_channels=4)
+    assert recipe.generator(torch.randn(2, 100)).shape == (2, 3, 32, 32)
+    assert recipe.discriminator(torch.randn(2, 3, 32, 32)).shape == (2,)
 
 
 def test_duplicate_registration_raises_and_custom_preset_works():

@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..models import Discriminator, Generator, dcgan_discriminator, dcgan_generator
 from ._registry import Recipe, RecipeSettings, make_settings, register_preset
 
-__all__ = ["dcgan_task1", "wgan_task2", "report_wgan_generator"]
+__all__ = ["dcgan_task1", "wgan_task2", "report_wgan_generator", "TASK2_STAGES"]
 
 
 _REPORT = ("the course report (report-original.txt), as transcribed in SPEC.md")
@@ -103,33 +103,57 @@ def dcgan_task1(**overrides: Any) -> Recipe:
     return _finish("dcgan_task1", g, d, s, overrides, dcgan_task1.__doc__.splitlines()[0])
 
 
-def report_wgan_generator(*, z_dim: int = 100, channels: int = 3, base_channels: int = 64) -> Generator:
+#: Task two's generator stages per image size: ``(channels in units of b, stride, padding,
+#: output_padding)`` of each 3x3 transposed convolution after the 5x5 projection. 64 is the
+#: report's (5 -> 9 -> 9 -> 17 -> 17 -> 33 -> 64); 32 drops one doubling and its stride-1
+#: partner (5 -> 9 -> 9 -> 17 -> 32), keeping the layout.
+TASK2_STAGES: dict[int, list[tuple[int, int, int, int]]] = {
+    64: [(4, 2, 1, 0), (4, 1, 1, 0), (4, 2, 1, 0), (4, 1, 1, 0), (2, 2, 1, 0), (1, 2, 2, 1)],
+    32: [(4, 2, 1, 0), (4, 1, 1, 0), (2, 2, 1, 0), (1, 2, 2, 1)],
+}
+
+
+def report_wgan_generator(
+    *, z_dim: int = 100, channels: int = 3, base_channels: int = 64, image_size: int = 64
+) -> Generator:
     """Task two's generator: the LSGAN layout shrunk to 64x64 (3,380,227 parameters).
 
     ``Linear(z, 4b·5·5)`` with bias, reshape to (4b, 5, 5), ``BatchNorm2d``, ``ReLU``;
     six 3x3 transposed convolutions with bias, each followed by ``BatchNorm2d`` and
     ``ReLU`` (5 -> 9 -> 9 -> 17 -> 17 -> 33 -> 64; channels 4b, 4b, 4b, 4b, 2b, b); a last
     3x3 transposed convolution to ``channels`` and ``Tanh``. PyTorch's default init.
+    At ``image_size=32`` the same layout has four transposed convolutions
+    (5 -> 9 -> 9 -> 17 -> 32; channels 4b, 4b, 2b, b): see :data:`TASK2_STAGES`.
 
     Args:
         z_dim: latent size.
         channels: output image channels.
         base_channels: ``b`` above (64 in the report, so 256 channels inside).
+        image_size: 64 (the report's) or 32.
 
     Returns:
-        A :class:`~gankit.models.Generator` producing 64x64 images.
+        A :class:`~gankit.models.Generator` producing ``image_size`` x ``image_size`` images.
+
+    Raises:
+        ConfigError: for an image size without a stage list.
     """
+    if image_size not in TASK2_STAGES:
+        raise ConfigError(
+            f"task two's generator has stage lists for image sizes {sorted(TASK2_STAGES)}, not "
+            f"{image_size}; use one of them, or compose your own generator for other sizes."
+        )
     b = base_channels
+    stages = TASK2_STAGES[image_size]
     return Generator(
         LatentProjection(
             z_dim, 4 * b, 5, bias=True, norm_layer=nn.BatchNorm2d, norm_position="after_reshape"
         ),
         upsampling_stack(
-            [4 * b, 4 * b, 4 * b, 4 * b, 4 * b, 2 * b, b],
+            [4 * b] + [m * b for m, *_ in stages],
             kernel_size=3,
-            stride=[2, 1, 2, 1, 2, 2],
-            padding=[1, 1, 1, 1, 1, 2],
-            output_padding=[0, 0, 0, 0, 0, 1],
+            stride=[st for _, st, _, _ in stages],
+            padding=[pd for _, _, pd, _ in stages],
+            output_padding=[op for *_, op in stages],
             bias=True,
             norm_layer=nn.BatchNorm2d,
             act_layer=nn.ReLU,
@@ -151,7 +175,7 @@ def wgan_task2(**overrides: Any) -> Recipe:
 
     Args:
         **overrides: any :class:`~gankit.presets.RecipeSettings` field, e.g.
-            ``clip_value=0.02`` or ``n_critic=1``. ``image_size`` must stay 64.
+            ``clip_value=0.02`` or ``n_critic=1``. ``image_size`` is 64 (the report's) or 32.
 
     Returns:
         The :class:`~gankit.presets.Recipe`.
@@ -169,14 +193,10 @@ def wgan_task2(**overrides: Any) -> Recipe:
         ),
         overrides,
     )
-    if s.image_size != 64:
-        raise ConfigError(
-            f"wgan_task2's generator is fixed to 64x64 images (got image_size={s.image_size}); "
-            "use dcgan_task1 or compose your own generator for other sizes."
-        )
-    g = report_wgan_generator(z_dim=s.z_dim, channels=s.channels, base_channels=s.base_channels)
+    g = report_wgan_generator(z_dim=s.z_dim, channels=s.channels, base_channels=s.base_channels,
+                              image_size=s.image_size)
     d = dcgan_discriminator(
-        image_size=64,
+        image_size=s.image_size,
         channels=s.channels,
         base_channels=s.base_channels,
         dropout=0.25,

@@ -230,6 +230,32 @@ def format_table(rows: list[dict[str, Any]], extras: dict[str, str]) -> str:
 # ------------------------------------------------------------------------ training
 
 
+def parse_preset_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"name"`` or ``"name[key=value;key=value]"``: a preset and overrides of its own.
+
+    The whole text is the run's label in the table and the figure, so one preset can
+    appear several times with different settings (an ablation, a sweep).
+
+    Example:
+        >>> parse_preset_spec("dcgan_task1[ema_half_life_images=10000;augment=diffaugment]")
+        ('dcgan_task1', {'ema_half_life_images': 10000.0, 'augment': 'diffaugment'})
+    """
+    from gankit.presets import RecipeSettings
+
+    name, sep, rest = spec.partition("[")
+    if not sep:
+        return spec.strip(), {}
+    if not rest.endswith("]"):
+        raise ConfigError(f"preset {spec!r}: write NAME[KEY=VALUE;KEY=VALUE]")
+    overrides = {}
+    for item in filter(None, (x.strip() for x in rest[:-1].split(";"))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"preset {spec!r}: {item!r} is not KEY=VALUE")
+        overrides[key.strip()] = RecipeSettings.parse_value(key.strip(), value.strip())
+    return name.strip(), overrides
+
+
 def _to_uint8(images01: torch.Tensor) -> torch.Tensor:
     return (images01 * 255).round().clamp(0, 255).to(torch.uint8)
 
@@ -237,11 +263,13 @@ def _to_uint8(images01: torch.Tensor) -> torch.Tensor:
 def run_one(preset: str, seed: int, data, reference: torch.Tensor, cfg: dict[str, Any],
             provenance: bool) -> dict[str, Any]:
     """Train one preset with one seed, evaluating periodically; the curves and sample grids."""
+    name, own = parse_preset_spec(preset)
     overrides = {k: v for k, v in (("image_size", cfg["image_size"]),
                                    ("base_channels", cfg["base_channels"])) if v is not None}
     overrides.update(cfg["sets"])
+    overrides.update(own)
     torch.manual_seed(seed)
-    recipe = gankit.get_preset(preset, **overrides)
+    recipe = gankit.get_preset(name, **overrides)
     bs = recipe.settings.batch_size
     n = len(data.images)
     per_epoch = math.ceil(n / bs)  # steps; the last batch of an epoch may be smaller
@@ -329,8 +357,16 @@ def plot(runs: list[dict[str, Any]], extras: dict[str, float], path: Path, title
     from PIL import Image
 
     presets = list(dict.fromkeys(r["preset"] for r in runs))
-    fig = Figure(figsize=(15, 9.5 + 0.4 * len(presets)), dpi=80, layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[2.0, 1.15])
+    # grids of the first seed of every preset whose grids were kept (a reused run may lack them)
+    shown = [next(r for r in runs if r["preset"] == p) for p in presets]
+    shown = [r for r in shown if r.get("grids")]
+    per_row = 4  # presets per row of grids (two grids each)
+    grid_rows = math.ceil(len(shown) / per_row)
+    fig = Figure(figsize=(15, 6.5 + 0.4 * len(presets) + 3.2 * grid_rows), dpi=80, layout="constrained")
+    if grid_rows:
+        top, bottom = fig.subfigures(2, 1, height_ratios=[2.0, 1.15 * grid_rows])
+    else:
+        top, bottom = fig, None
     axes = top.subplots(2, 3).ravel()
     colours = matplotlib.colormaps["tab10"]
     for ax, metric in zip(axes, CURVES):
@@ -358,19 +394,21 @@ def plot(runs: list[dict[str, Any]], extras: dict[str, float], path: Path, title
     axes[0].legend(fontsize=8, loc="best")
     axes[-1].legend(fontsize=8, loc="best")
     top.suptitle(title, fontsize=11)
-    grid_axes = bottom.subplots(1, 2 * len(presets))
-    for k, preset in enumerate(presets):
-        run = next(r for r in runs if r["preset"] == preset)  # the first seed's grids
-        swd = [e["swd"] for e in run["evals"]]
-        crit = [e[best_by] for e in run["evals"]]
-        best = int(np.argmax(crit) if best_by in HIGHER_IS_BETTER else np.argmin(crit))
-        name = LABELS[best_by].split(" (")[0]
-        for j, (idx, what) in enumerate(((best, f"best {name}"), (len(swd) - 1, "last"))):
-            ax = grid_axes[2 * k + j]
-            ax.imshow(_grid_image(run["grids"][idx]), cmap="gray" if run["grids"][idx].shape[1] == 1 else None)
-            ax.set_title(f"{preset} seed {run['seed']}: {what}\n"
-                         f"{run['images_seen'][idx]:,} images, SWD {swd[idx]:.1f}", fontsize=9)
+    if bottom is not None:
+        grid_axes = np.atleast_2d(bottom.subplots(grid_rows, 2 * min(per_row, len(shown)))).ravel()
+        for ax in grid_axes:
             ax.axis("off")
+        for k, run in enumerate(shown):
+            swd = [e["swd"] for e in run["evals"]]
+            crit = [e[best_by] for e in run["evals"]]
+            best = int(np.argmax(crit) if best_by in HIGHER_IS_BETTER else np.argmin(crit))
+            name = LABELS[best_by].split(" (")[0]
+            for j, (idx, what) in enumerate(((best, f"best {name}"), (len(swd) - 1, "last"))):
+                ax = grid_axes[2 * k + j]
+                grid = run["grids"][idx]
+                ax.imshow(_grid_image(grid), cmap="gray" if grid.shape[1] == 1 else None)
+                ax.set_title(f"{run['preset']} seed {run['seed']}: {what}\n"
+                             f"{run['images_seen'][idx]:,} images, SWD {swd[idx]:.1f}", fontsize=8)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     # A 256-colour palette keeps the figure small enough to commit with the docs.
@@ -419,6 +457,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
     p.add_argument("--best-by", choices=CURVES, default="swd",
                    help="metric that picks the 'best' sample grid of the figure (default swd)")
     p.add_argument("--out", default="runs/quality", help="output folder (quality.json/png, table.txt)")
+    p.add_argument("--reuse", action="append", default=[], metavar="DIR",
+                   help="an earlier output folder: its runs of the same preset, seed and settings "
+                        "are taken from its quality.json (and grids.pt) instead of trained again; "
+                        "repeatable")
     args = p.parse_args(argv)
     cfg = {"epochs": None, "eval_every_epochs": None, "images": None, "eval_every_images": None,
            **CONFIGS[args.config]}
@@ -456,8 +498,39 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
     cfg.update(extractor=args.extractor, inception_weights=args.inception_weights,
                collapse_threshold=args.collapse_threshold, config=args.config,
                best_by=args.best_by,
-               data=args.data, imports=args.imports)
+               data=args.data, imports=args.imports, reuse=args.reuse)
     return args, cfg
+
+
+#: The settings a reused run must share with this invocation.
+SAME_RUN_KEYS = ("data", "num_images", "images", "epochs", "eval_every_images", "eval_every_epochs",
+                 "eval_samples", "eval_reference", "image_size", "base_channels", "fast", "device",
+                 "extractor", "inception_weights", "sets")
+
+
+def reusable_runs(folders: list[str], cfg: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Runs of earlier output folders trained with this invocation's settings, by (preset, seed)."""
+    found = {}
+    for folder in folders:
+        path = Path(folder) / "quality.json"
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"--reuse {folder}: cannot read {path} ({err}); give a folder "
+                              "written by benchmarks/quality.py") from None
+        theirs = doc.get("settings", {})
+        differ = [k for k in SAME_RUN_KEYS if json.dumps(theirs.get(k), default=str)
+                  != json.dumps(cfg.get(k), default=str)]
+        if differ:
+            raise ConfigError(f"--reuse {folder}: its runs used other settings ({', '.join(differ)}); "
+                              "reuse only a folder of the same configuration")
+        grids_file = Path(folder) / "grids.pt"
+        grids = torch.load(grids_file, weights_only=True) if grids_file.exists() else {}
+        for run in doc["runs"]:
+            run = dict(run, grids=grids.get(f"{run['preset']}|{run['seed']}"),
+                       reused_from={"folder": str(folder), "git": doc.get("git")})
+            found[(run["preset"], int(run["seed"]))] = run
+    return found
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -473,7 +546,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name in cfg["imports"]:
         importlib.import_module(name)
     known = set(gankit.list_presets())
-    missing = [p for p in cfg["presets"] if p not in known]
+    missing = [p for p in cfg["presets"] if parse_preset_spec(p)[0] not in known]
     if missing:
         raise ConfigError(f"unknown presets {missing}; registered: {', '.join(sorted(known))} "
                           "(add --import MODULE for presets of your own)")
@@ -495,8 +568,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     sizes = {}
     for preset in cfg["presets"]:
+        name, own = parse_preset_spec(preset)
         overrides = {k: cfg[k] for k in ("image_size", "base_channels") if cfg[k] is not None}
-        s = gankit.get_preset(preset, **overrides, **cfg["sets"]).settings
+        s = gankit.get_preset(name, **{**overrides, **cfg["sets"], **own}).settings
         sizes[preset] = (s.image_size, s.channels)
     datasets = {key: load_images(cfg["data"], image_size=key[0], channels=key[1],
                                  num_images=cfg["num_images"], progress=False)
@@ -510,12 +584,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{', '.join(cfg['presets'])}; seeds {cfg['seeds']}; {cfg['config']} configuration",
           flush=True)
 
+    earlier = reusable_runs(cfg["reuse"], cfg)
     started = time.perf_counter()
     runs = []
     for preset in cfg["presets"]:
         for seed in cfg["seeds"]:
+            if (preset, seed) in earlier:
+                print(f"  {preset} seed {seed}: reused from {earlier[(preset, seed)]['reused_from']['folder']}",
+                      flush=True)
+                runs.append(earlier[(preset, seed)])
+                continue
+            trained = not any("reused_from" not in r for r in runs)
             runs.append(run_one(preset, seed, datasets[sizes[preset]],
-                                references[sizes[preset]], cfg, provenance=not runs))
+                                references[sizes[preset]], cfg, provenance=trained))
     # Reference levels: the real images' own MS-SSIM, and the SWD between the evaluation
     # reference and as many other real images (where the dataset has them).
     key = sizes[cfg["presets"][0]]
@@ -534,11 +615,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **notes,
         "collapse threshold": f"{cfg['collapse_threshold']:.0%} worse than the best",
         "extractor": f"{extractor.name} (comparable to published: {extractor.comparable_to_published})",
-        "wall time": f"{total / 60:.1f} min on {machine()['cpu']}, {os.cpu_count()} cores",
+        "wall time": f"{total / 60:.1f} min on {machine()['cpu']}, {os.cpu_count()} cores"
+                     + (f" ({sum('reused_from' in r for r in runs)} runs reused, not timed)"
+                        if any("reused_from" in r for r in runs) else ""),
     })
     print(table)
     (out / "table.txt").write_text(table + "\n")
-    prov = runs[0].pop("provenance")
+    first = next((r for r in runs if "provenance" in r), None)
+    prov = first.pop("provenance") if first else None
+    eval_seconds = first.pop("eval_seconds") if first else None
+    torch.save({f"{r['preset']}|{r['seed']}": r["grids"] for r in runs if r.get("grids") is not None},
+               out / "grids.pt")
     doc = {
         "benchmark": "benchmarks/quality.py",
         "gankit_version": gankit.__version__,
@@ -549,7 +636,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seeds": cfg["seeds"],
         "eval_metrics": list(EVAL_METRICS),
         "metric_provenance": prov,
-        "seconds_per_evaluation": runs[0].pop("eval_seconds"),
+        "seconds_per_evaluation": eval_seconds,
         "collapse_definition": __doc__.split("**Collapse flag.**")[1].split("Configurations")[0].strip(),
         "reference_levels": extras,
         "wall_seconds": total,

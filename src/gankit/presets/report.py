@@ -52,14 +52,40 @@ META = {
 }
 
 
-def _finish(
-    name: str, g: Generator, d: Discriminator, s: RecipeSettings, overrides: dict[str, Any], doc: str
+def finish_recipe(
+    name: str, g: Generator, d: Discriminator, s: RecipeSettings, overrides: dict[str, Any], doc: str,
+    meta: dict[str, Any] | None = None,
 ) -> Recipe:
+    """The :class:`Recipe` of built networks and settings, with what the settings add.
+
+    ``spectral_norm`` wraps the discriminator's layers; ``ema_half_life_images`` > 0 attaches
+    a :class:`~gankit.train.GeneratorEMA` (half-life and ``ema_rampup`` from the settings).
+    Every registered preset ends with it, so these settings work on any of them
+    (``dcgan_task1(ema_half_life_images=10_000)``).
+
+    Args:
+        name: the preset's name.
+        g: the generator.
+        d: the discriminator.
+        s: the settings.
+        overrides: the overrides the preset was built with.
+        doc: one line saying what the recipe is.
+        meta: the recipe's ``meta`` (default: the report presets' own, else empty).
+
+    Returns:
+        The recipe.
+    """
     if s.spectral_norm:
         from ..constraints import spectral_norm_
 
         spectral_norm_(d)
-    return Recipe(name, g, d, s, dict(overrides), doc, meta=copy.deepcopy(META.get(name, {})))
+    recipe = Recipe(name, g, d, s, dict(overrides), doc,
+                    meta=copy.deepcopy(META.get(name, {}) if meta is None else meta))
+    if s.ema_half_life_images:
+        from ..train.ema import GeneratorEMA
+
+        recipe.ema = GeneratorEMA(half_life_images=s.ema_half_life_images, rampup=s.ema_rampup)
+    return recipe
 
 
 @register_preset
@@ -100,7 +126,7 @@ def dcgan_task1(**overrides: Any) -> Recipe:
         sigmoid=True,
         head="conv",
     )
-    return _finish("dcgan_task1", g, d, s, overrides, dcgan_task1.__doc__.splitlines()[0])
+    return finish_recipe("dcgan_task1", g, d, s, overrides, dcgan_task1.__doc__.splitlines()[0])
 
 
 #: Task two's generator stages per image size: ``(channels in units of b, stride, padding,
@@ -203,4 +229,4 @@ def wgan_task2(**overrides: Any) -> Recipe:
         head="linear",
         sigmoid=False,
     )
-    return _finish("wgan_task2", g, d, s, overrides, wgan_task2.__doc__.splitlines()[0])
+    return finish_recipe("wgan_task2", g, d, s, overrides, wgan_task2.__doc__.splitlines()[0])

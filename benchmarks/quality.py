@@ -66,6 +66,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -297,7 +298,25 @@ def run_one(preset: str, seed: int, data, reference: torch.Tensor, cfg: dict[str
         eval_samples=cfg["eval_samples"], eval_metrics=EVAL_METRICS,
         eval_extractor=cfg["extractor_module"], eval_reference=reference, **fast,
     )
+    # With --raw-too, a recipe with a generator EMA is also evaluated with its raw generator
+    # (the same training run: the EMA only watches), which gives the EMA's ablation row free.
+    raw = preset in cfg.get("raw_too", ()) and trainer.ema is not None
+    raw_evals, raw_grids = [], []
+
+    def evaluate_raw() -> None:
+        from gankit.train.evaluation import evaluate_generator
+
+        with torch.random.fork_rng(devices=[]):
+            result = evaluate_generator(trainer.generator, reference, z_dim=recipe.settings.z_dim,
+                                        metrics=EVAL_METRICS, num_samples=cfg["eval_samples"],
+                                        extractor=cfg["extractor_module"], device=trainer.device)
+        raw_evals.append({"kind": "eval", "step": trainer.step, "epoch": trainer.epoch,
+                          **result.values, "generator": "raw"})
+        raw_grids.append(_to_uint8(trainer.sample(GRID * GRID, seed=GRID_SEED, ema=False)))
+
     grids = [_to_uint8(trainer.sample(GRID * GRID, seed=GRID_SEED))]
+    if raw:
+        evaluate_raw()
     chunk_seconds = []
     start = time.perf_counter()
     for k in range(1, n_evals + 1):
@@ -305,6 +324,8 @@ def run_one(preset: str, seed: int, data, reference: torch.Tensor, cfg: dict[str
         trainer.fit(data, epochs=10**9, max_steps=k * every_steps)  # evaluates at the end
         chunk_seconds.append(time.perf_counter() - t0)
         grids.append(_to_uint8(trainer.sample(GRID * GRID, seed=GRID_SEED)))
+        if raw:
+            evaluate_raw()
         print(f"  {preset} seed {seed}: {images_seen(trainer.step, n, bs):,} images, "
               f"swd {trainer.eval_history[-1]['swd']:.1f}, fid {trainer.eval_history[-1]['fid']:.3g}"
               f" ({chunk_seconds[-1]:.0f} s)", flush=True)
@@ -326,6 +347,8 @@ def run_one(preset: str, seed: int, data, reference: torch.Tensor, cfg: dict[str
         "chunk_seconds": chunk_seconds,
         "grids": grids,
     }
+    if raw:
+        out["raw_generator"] = {"evals": raw_evals, "grids": raw_grids}
     if provenance:
         # One more evaluation, outside the curves, for the full protocol of the metrics.
         t0 = time.perf_counter()
@@ -457,6 +480,13 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
     p.add_argument("--best-by", choices=CURVES, default="swd",
                    help="metric that picks the 'best' sample grid of the figure (default swd)")
     p.add_argument("--out", default="runs/quality", help="output folder (quality.json/png, table.txt)")
+    p.add_argument("--raw-too", default="", metavar="PRESETS",
+                   help="comma-separated presets (as written in --presets) with a generator EMA to "
+                        "evaluate with their raw generator as well, as a row '<preset> (raw G)'")
+    p.add_argument("--write-meta", metavar="FILE",
+                   help="merge each plain preset's best and last SWD and FID (mean over seeds), with "
+                        "provenance, into FILE (src/gankit/presets/measured.json: the presets' "
+                        "meta['benchmarks'])")
     p.add_argument("--reuse", action="append", default=[], metavar="DIR",
                    help="an earlier output folder: its runs of the same preset, seed and settings "
                         "are taken from its quality.json (and grids.pt) instead of trained again; "
@@ -492,13 +522,16 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
         cfg["seeds"] = [int(s) for s in str(cfg["seeds"]).split(",") if s.strip()]
     except ValueError:
         raise ConfigError(f"--seeds {cfg['seeds']!r}: give comma-separated integers, e.g. 0,1") from None
-    cfg["presets"] = [s.strip() for s in args.presets.split(",") if s.strip()]
+    # commas inside NAME[...] belong to a value (a DiffAugment policy), not to the list
+    cfg["presets"] = [s.strip() for s in re.split(r",(?![^\[]*\])", args.presets) if s.strip()]
     if not cfg["presets"] or not cfg["seeds"]:
         raise ConfigError("give at least one preset (--presets) and one seed (--seeds)")
     cfg.update(extractor=args.extractor, inception_weights=args.inception_weights,
                collapse_threshold=args.collapse_threshold, config=args.config,
                best_by=args.best_by,
-               data=args.data, imports=args.imports, reuse=args.reuse)
+               data=args.data, imports=args.imports, reuse=args.reuse,
+               raw_too=[x.strip() for x in args.raw_too.split(",") if x.strip()],
+               write_meta=args.write_meta)
     return args, cfg
 
 
@@ -506,6 +539,41 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
 SAME_RUN_KEYS = ("data", "num_images", "images", "epochs", "eval_every_images", "eval_every_epochs",
                  "eval_samples", "eval_reference", "image_size", "base_channels", "fast", "device",
                  "extractor", "inception_weights", "sets")
+
+
+def write_meta(path: Path, rows: list[dict[str, Any]], doc: dict[str, Any]) -> None:
+    """Merge the measured figures of every plain preset of this run into ``path``."""
+    cfg = doc["settings"]
+    runs = doc["runs"]
+    try:
+        measured = json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--write-meta {path}: not JSON ({err}); give the measured.json file") from None
+    commits = {r.get("reused_from", {}).get("git", {}).get("commit") for r in runs} - {None}
+    commits.add((doc["git"] or {}).get("commit"))
+    provenance = {
+        "machine": f"{doc['machine']['cpu']}, {doc['machine']['cores']} cores",
+        "configuration": f"benchmarks/quality.py --config {cfg['config']} ({cfg['data']}, "
+                         f"{cfg['image_size']}x{cfg['image_size']}, width {cfg['base_channels']}, "
+                         f"{'bf16 fast mode' if cfg['fast'] else 'fp32'})",
+        "training images": cfg["images"] or f"{cfg['epochs']} epochs",
+        "seeds": ",".join(str(x) for x in cfg["seeds"]),
+        "commit": ", ".join(sorted(c[:7] for c in commits if c)),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    for preset in dict.fromkeys(r["preset"] for r in rows):
+        if "[" in preset or "(" in preset:
+            continue
+        figures = []
+        for r in rows:
+            if r["preset"] != preset or r["metric"] not in ("swd", "fid"):
+                continue
+            name = "SWD x1e3" if r["metric"] == "swd" else f"FID ({cfg['extractor']} extractor)"
+            for which in ("best", "last"):
+                figures.append({"metric": f"{name}, {which} (mean over seeds)",
+                                "value": float(f"{r[which]:.4g}"), **provenance})
+        measured[preset] = {"figures": figures}
+    path.write_text(json.dumps(measured, indent=1, sort_keys=True) + "\n")
 
 
 def reusable_runs(folders: list[str], cfg: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
@@ -597,6 +665,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             trained = not any("reused_from" not in r for r in runs)
             runs.append(run_one(preset, seed, datasets[sizes[preset]],
                                 references[sizes[preset]], cfg, provenance=trained))
+    for run in list(runs):  # --raw-too: the raw generator of an EMA recipe as a row of its own
+        raw = run.pop("raw_generator", None)
+        if raw is not None:
+            runs.append({**{k: v for k, v in run.items() if k not in ("provenance", "eval_seconds")},
+                         "preset": f"{run['preset']} (raw G)", **raw})
     # Reference levels: the real images' own MS-SSIM, and the SWD between the evaluation
     # reference and as many other real images (where the dataset has them).
     key = sizes[cfg["presets"][0]]
@@ -644,6 +717,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "runs": [{k: v for k, v in r.items() if k != "grids"} for r in runs],
     }
     (out / "quality.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    if cfg["write_meta"]:
+        write_meta(Path(cfg["write_meta"]), rows, json.loads(json.dumps(doc, default=str)))
     title = (f"{', '.join(cfg['presets'])} on {cfg['data']} ({cfg['config']} configuration, "
              f"seeds {cfg['seeds']}); FID/KID/P-R: {extractor.name}")
     plot(runs, extras, out / "quality.png", title, cfg["best_by"])

@@ -74,7 +74,7 @@ def test_bad_overrides(overrides, match):
 
 
 def test_wgan_task2_image_sizes():
-    with pytest.raises(ConfigError, match="stage lists for image sizes \\[32, 64\\]"):
+    with pytest.raises(ConfigError, match="stage lists for image sizes \\[32, 64, 128\\]"):
         get_preset("wgan_task2", image_size=48)
     recipe = get_preset("wgan_task2", image_size=32, base_channels=4)
     assert recipe.generator(torch.randn(2, 100)).shape == (2, 3, 32, 32)

@@ -52,6 +52,35 @@ META = {
 }
 
 
+def measured_figures(name: str) -> list[dict[str, Any]]:
+    """The figures the quality benchmark measured for preset ``name`` (``measured.json``).
+
+    ``benchmarks/quality.py --write-meta src/gankit/presets/measured.json`` writes them from
+    a real run: best and last SWD and offline FID (mean over seeds), each with its
+    provenance (machine, configuration, training images, seeds, extractor, commit, date).
+
+    Args:
+        name: a preset name.
+
+    Returns:
+        A list of figures (dicts with ``metric``, ``value`` and the provenance); empty when
+        no run measured the preset.
+    """
+    import json
+    from importlib import resources
+
+    global _MEASURED
+    if _MEASURED is None:
+        try:
+            _MEASURED = json.loads(resources.files(__package__).joinpath("measured.json").read_text())
+        except (OSError, ValueError):
+            _MEASURED = {}
+    return copy.deepcopy(_MEASURED.get(name, {}).get("figures", []))
+
+
+_MEASURED: dict[str, Any] | None = None
+
+
 def finish_recipe(
     name: str, g: Generator, d: Discriminator, s: RecipeSettings, overrides: dict[str, Any], doc: str,
     meta: dict[str, Any] | None = None,
@@ -79,8 +108,10 @@ def finish_recipe(
         from ..constraints import spectral_norm_
 
         spectral_norm_(d)
-    recipe = Recipe(name, g, d, s, dict(overrides), doc,
-                    meta=copy.deepcopy(META.get(name, {}) if meta is None else meta))
+    meta = copy.deepcopy(META.get(name, {}) if meta is None else meta)
+    if not meta.get("benchmarks") and measured_figures(name):
+        meta["benchmarks"] = measured_figures(name)
+    recipe = Recipe(name, g, d, s, dict(overrides), doc, meta=meta)
     if s.ema_half_life_images:
         from ..train.ema import GeneratorEMA
 
@@ -132,10 +163,13 @@ def dcgan_task1(**overrides: Any) -> Recipe:
 #: Task two's generator stages per image size: ``(channels in units of b, stride, padding,
 #: output_padding)`` of each 3x3 transposed convolution after the 5x5 projection. 64 is the
 #: report's (5 -> 9 -> 9 -> 17 -> 17 -> 33 -> 64); 32 drops one doubling and its stride-1
-#: partner (5 -> 9 -> 9 -> 17 -> 32), keeping the layout.
+#: partner (5 -> 9 -> 9 -> 17 -> 32); 128 adds one of each (5 -> 9 -> 9 -> 17 -> 17 -> 33 ->
+#: 33 -> 65 -> 128), keeping the layout.
 TASK2_STAGES: dict[int, list[tuple[int, int, int, int]]] = {
-    64: [(4, 2, 1, 0), (4, 1, 1, 0), (4, 2, 1, 0), (4, 1, 1, 0), (2, 2, 1, 0), (1, 2, 2, 1)],
     32: [(4, 2, 1, 0), (4, 1, 1, 0), (2, 2, 1, 0), (1, 2, 2, 1)],
+    64: [(4, 2, 1, 0), (4, 1, 1, 0), (4, 2, 1, 0), (4, 1, 1, 0), (2, 2, 1, 0), (1, 2, 2, 1)],
+    128: [(4, 2, 1, 0), (4, 1, 1, 0), (4, 2, 1, 0), (4, 1, 1, 0), (4, 2, 1, 0), (4, 1, 1, 0),
+          (2, 2, 1, 0), (1, 2, 2, 1)],
 }
 
 
@@ -155,7 +189,7 @@ def report_wgan_generator(
         z_dim: latent size.
         channels: output image channels.
         base_channels: ``b`` above (64 in the report, so 256 channels inside).
-        image_size: 64 (the report's) or 32.
+        image_size: 64 (the report's), 32 or 128.
 
     Returns:
         A :class:`~gankit.models.Generator` producing ``image_size`` x ``image_size`` images.
@@ -201,7 +235,7 @@ def wgan_task2(**overrides: Any) -> Recipe:
 
     Args:
         **overrides: any :class:`~gankit.presets.RecipeSettings` field, e.g.
-            ``clip_value=0.02`` or ``n_critic=1``. ``image_size`` is 64 (the report's) or 32.
+            ``clip_value=0.02`` or ``n_critic=1``. ``image_size`` is 64 (the report's), 32 or 128.
 
     Returns:
         The :class:`~gankit.presets.Recipe`.

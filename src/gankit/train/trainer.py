@@ -470,6 +470,17 @@ class Trainer:
             out = net(x, return_logits=self._use_logits, **kwargs) if self._probability_head else net(x, **kwargs)
         return out.float()
 
+    def logit_output(self, out: torch.Tensor) -> torch.Tensor:
+        """The discriminator output as a logit, whose sign says real (+) or fake (-).
+
+        A sigmoid head's probability ``p`` becomes ``log(p / (1 - p))``; logits stay as they
+        are. ADA's overfitting heuristic ``E[sign D(x)]`` is measured on this.
+        """
+        out = out.detach()
+        if self._probability_head and not self._use_logits:
+            out = torch.logit(out.float())
+        return out
+
     def mean_output(self, out: torch.Tensor) -> torch.Tensor:
         """Mean discriminator output as the original reports it (a probability for a sigmoid head)."""
         if self._use_logits and self._probability_head:

@@ -393,13 +393,17 @@ def plot(runs: list[dict[str, Any]], extras: dict[str, float], path: Path, title
     axes = top.subplots(2, 3).ravel()
     colours = matplotlib.colormaps["tab10"]
     for ax, metric in zip(axes, CURVES):
-        for k, preset in enumerate(presets):
+        plain = [p for p in presets if not p.endswith(" (raw G)")]
+        for preset in presets:
             mine = [r for r in runs if r["preset"] == preset]
             x = np.array(mine[0]["images_seen"]) / 1000
             curves = np.array([[e[metric] for e in r["evals"]] for r in mine], dtype=float)
-            ax.plot(x, curves.mean(axis=0), color=colours(k), marker="o", markersize=3,
-                    label=f"{preset} (mean of {len(mine)})")
-            ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), color=colours(k), alpha=0.2)
+            raw = preset.endswith(" (raw G)")  # dashed, in the colour of its EMA run
+            base = preset[: -len(" (raw G)")] if raw else preset
+            colour = colours(plain.index(base) if base in plain else len(plain) % 10)
+            ax.plot(x, curves.mean(axis=0), color=colour, marker="o", markersize=3,
+                    linestyle="--" if raw else "-", label=f"{preset} (mean of {len(mine)})")
+            ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), color=colour, alpha=0.12 if raw else 0.2)
         if metric == "ms_ssim" and "real_ms_ssim" in extras:
             ax.axhline(extras["real_ms_ssim"], color="k", linestyle="--", linewidth=1,
                        label="real images")

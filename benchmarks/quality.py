@@ -615,6 +615,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         The JSON document written (without the sample grids).
     """
     args, cfg = parse_args(argv)
+    commit = git_commit()  # the code this run uses: read before it starts, not after
     for name in cfg["imports"]:
         importlib.import_module(name)
     known = set(gankit.list_presets())
@@ -706,7 +707,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     doc = {
         "benchmark": "benchmarks/quality.py",
         "gankit_version": gankit.__version__,
-        "git": git_commit(),
+        "git": commit,
         "machine": machine(),
         "command": [sys.executable, *(sys.argv if argv is None else ["benchmarks/quality.py", *argv])],
         "settings": {k: v for k, v in cfg.items() if k != "extractor_module"},

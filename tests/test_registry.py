@@ -23,7 +23,7 @@ def test_list_and_wildcards():
     assert {"dcgan_task1", "wgan_task2"} <= set(names)
     assert names == sorted(names)
     assert list_presets("dcgan*") == [n for n in names if n.startswith("dcgan")]
-    assert list_presets("*task?") == ["dcgan_task1", "wgan_task2"]
+    assert list_presets("*task?") == ["dcgan_task1", "r3gan_task1", "sngan_task1", "wgan_gp_task2", "wgan_task2"]
     assert list_presets("nothing*") == []
 
 

@@ -665,7 +665,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if (preset, seed) in earlier:
                 print(f"  {preset} seed {seed}: reused from {earlier[(preset, seed)]['reused_from']['folder']}",
                       flush=True)
-                runs.append(earlier[(preset, seed)])
+                run = dict(earlier[(preset, seed)])
+                raw = earlier.get((f"{preset} (raw G)", seed))
+                if preset in cfg["raw_too"] and raw is not None:
+                    run["raw_generator"] = {"evals": raw["evals"], "grids": raw.get("grids")}
+                runs.append(run)
                 continue
             trained = not any("reused_from" not in r for r in runs)
             runs.append(run_one(preset, seed, datasets[sizes[preset]],

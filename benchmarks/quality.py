@@ -573,9 +573,12 @@ def write_meta(path: Path, rows: list[dict[str, Any]], doc: dict[str, Any]) -> N
             if r["preset"] != preset or r["metric"] not in ("swd", "fid"):
                 continue
             name = "SWD x1e3" if r["metric"] == "swd" else f"FID ({cfg['extractor']} extractor)"
+            steps = sorted({run["steps"] for run in runs if run["preset"] == preset})
             for which in ("best", "last"):
                 figures.append({"metric": f"{name}, {which} (mean over seeds)",
-                                "value": float(f"{r[which]:.4g}"), **provenance})
+                                "value": float(f"{r[which]:.4g}"), **provenance,
+                                "steps": ", ".join(str(x) for x in steps),
+                                "extractor": cfg["extractor"] if r["metric"] == "fid" else "none (SWD)"})
         measured[preset] = {"figures": figures}
     path.write_text(json.dumps(measured, indent=1, sort_keys=True) + "\n")
 

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -60,15 +61,15 @@ def _field_docs() -> dict[str, str]:
     """``name -> first sentence of its description`` from RecipeSettings' docstring."""
     from .presets import RecipeSettings
 
-    doc = RecipeSettings.__doc__ or ""
+    doc = inspect.cleandoc(RecipeSettings.__doc__ or "")
     docs: dict[str, str] = {}
     current = None
     for line in doc.split("Args:", 1)[-1].splitlines():
-        m = re.match(r"^\s{8}(\w+):\s*(.*)$", line)
+        m = re.match(r"^ {4}(\w+):\s*(.*)$", line)
         if m:
             current = m[1]
             docs[current] = m[2].strip()
-        elif current and line.strip() and line.startswith(" " * 12):
+        elif current and line.strip() and line.startswith(" " * 8):
             docs[current] += " " + line.strip()
         elif current and not line.strip():
             current = None
@@ -76,13 +77,19 @@ def _field_docs() -> dict[str, str]:
 
 
 def _hints() -> dict[str, Any]:
+    """The type of every field of RecipeSettings, in declaration order."""
     from .presets import RecipeSettings
 
-    return typing.get_type_hints(RecipeSettings)
+    hints = typing.get_type_hints(RecipeSettings)
+    return {name: hints[name] for name in RecipeSettings.field_names()}
+
+
+def _union_args(hint: Any) -> tuple[Any, ...]:
+    return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
 
 
 def _type_name(hint: Any) -> str:
-    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    args = _union_args(hint)
     return " or ".join("none" if a is type(None) else getattr(a, "__name__", str(a)) for a in args)
 
 
@@ -93,6 +100,8 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
@@ -144,7 +153,7 @@ def _line_of(text: str, key: str) -> int | None:
 
 
 def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
-    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    args = _union_args(hint)
     if isinstance(value, str) and value.strip().lower() in ("none", "null") and type(None) in args:
         return None
     for typ in (a for a in args if a is not type(None)):
@@ -156,6 +165,8 @@ def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
             return float(value)
         if typ is str and isinstance(value, str):
             return value
+        if typing.get_origin(typ) in (tuple, list) and isinstance(value, list):
+            return typing.get_origin(typ)(value)
     raise ConfigError(f"{where}: setting {key} expects {_type_name(hint)}, got {value!r}; fix the value "
                       "(\"none\" for None).")
 

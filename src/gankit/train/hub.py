@@ -207,7 +207,10 @@ def looks_like_repo_id(text: str) -> bool:
 def _snapshot(repo_id: str, *, download: bool, revision: str | None) -> Path:
     try:
         from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
+        try:
+            from huggingface_hub.errors import LocalEntryNotFoundError
+        except ImportError:  # huggingface_hub < 0.23
+            from huggingface_hub.utils import LocalEntryNotFoundError
     except ImportError:
         raise CheckpointError(f"{repo_id} is not a local file or folder; loading a Hub repository id needs "
                               "huggingface_hub: pip install 'gankit[hub]'.") from None

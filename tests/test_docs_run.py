@@ -298,8 +298,12 @@ def test_readme_resume_continues_in_the_checkpoints_run_folder(tmp_path, monkeyp
     # README: `gankit train dcgan_task1 --resume runs/task1/checkpoints/last.pt` continues
     # runs/task1 (it once wrote a second run to runs/dcgan_task1).
     monkeypatch.chdir(tmp_path)
+    import gankit
+
     tiny = ["--set", "image_size=16", "--set", "base_channels=2", "--num-images", "16", "--no-progress"]
-    assert run_gankit(["train", "dcgan_task1", "--max-steps", "1", "--out", "runs/task1", *tiny])[0] == 0
+    recipe = gankit.get_preset("dcgan_task1", image_size=16, base_channels=2)  # as README's Python part
+    gankit.Trainer(recipe, device="cpu", out_dir="runs/task1", progress=False).fit(
+        "toy-faces", max_steps=1, num_images=16)
     rc, out = run_gankit(["train", "dcgan_task1", "--resume", "runs/task1/checkpoints/last.pt",
                           "--max-steps", "2", *tiny])
     assert rc == 0, out

@@ -66,7 +66,9 @@ def test_config_then_train_with_the_file_is_bitwise_the_plain_run(tmp_path, caps
     assert a["overrides"] == b["overrides"] == {"image_size": 16, "base_channels": 2}
     for side in ("generator", "discriminator"):
         assert all(torch.equal(a[side][k], b[side][k]) for k in b[side])
-    assert a["history"] == b["history"]
+    assert a["history"].keys() == b["history"].keys()
+    for k, v in b["history"].items():
+        assert torch.equal(a["history"][k], v) if isinstance(v, torch.Tensor) else a["history"][k] == v
 
 
 def test_precedence_preset_then_file_then_flags(tmp_path, capsys):
@@ -146,12 +148,11 @@ def test_a_hub_repo_id_resolves_through_the_offline_cache(ckpt, tmp_path, capsys
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
     shutil.copytree(tmp_path / "hub", repo / "snapshots" / commit)
-    z = torch.randn(3, 100, generator=torch.Generator().manual_seed(1))
-    expected = tensor_digest(generate(load_generator(tmp_path / "hub"), z))
+    # the same weights (outputs could differ in the last bit with another thread count)
+    weights = "torch.cat([v.flatten().double() for v in g.state_dict().values()])"
+    expected = tensor_digest(eval(weights, {"torch": torch, "g": load_generator(tmp_path / "hub")}))
     code = ("import torch, gankit; from gankit.train.callbacks import tensor_digest; "
-            "from gankit.train.export import generate; "
-            "z = torch.randn(3, 100, generator=torch.Generator().manual_seed(1)); "
-            "print(tensor_digest(generate(gankit.load_generator('me/tiny-gan'), z)))")
+            f"g = gankit.load_generator('me/tiny-gan'); print(tensor_digest({weights}))")
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hf-cache"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=120)

@@ -783,7 +783,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with exit_on_signals():  # before anything slow: an early Ctrl-C is one line too
             parser = build_parser()
-            args = parser.parse_args(argv)
+            args, extra = parser.parse_known_args(argv)
+            if extra and getattr(args, "command", None) == "export" and args.dest is None and len(extra) == 1 \
+                    and not extra[0].startswith("-"):
+                args.dest = extra[0]  # `gankit export CKPT --format hub DIR`: DIR after the options
+            elif extra:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
             if not getattr(args, "func", None):
                 parser.print_help()
                 return 2

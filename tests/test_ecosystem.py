@@ -82,7 +82,7 @@ def test_precedence_preset_then_file_then_flags(tmp_path, capsys):
     assert settings["batch_size"] == 4  # the flag beats the file
     assert settings["epochs"] == 3  # the file beats the preset
     assert settings["z_dim"] == 100  # the preset's
-    assert "(preset's value: 64)" in printed  # batch_size differs from the preset's
+    assert "(preset: 64)" in printed  # batch_size differs from the preset's
 
 
 @pytest.mark.parametrize("body, message", [

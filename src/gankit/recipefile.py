@@ -131,15 +131,15 @@ def recipe_toml(preset: str, overrides: dict[str, Any] | None = None) -> str:
     lines = [
         f"# gankit recipe file: every setting of {preset} (gankit {__version__}).",
         "# Train with: gankit train --config FILE [--set KEY=VALUE ...]",
-        "# Precedence: the preset's values < this file < options on the command line.",
-        '# "none" stands for None. Lines may be removed: a missing setting keeps the preset\'s value.',
+        "# Precedence: the preset values < this file < options on the command line.",
+        '# "none" stands for None. Lines may be removed: a missing setting keeps the preset value.',
         f"preset = {json.dumps(preset)}",
         "",
         "[settings]",
     ]
     for name, value in settings.items():
         doc = docs.get(name, "")
-        note = f" (preset's value: {_toml_value(defaults[name])})" if defaults[name] != value else ""
+        note = f"  (preset: {_toml_value(defaults[name])})" if defaults[name] != value else ""
         lines.append(f"# {name} ({_type_name(hints[name])}): {doc}{note}".rstrip())
         lines.append(f"{name} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"

@@ -29,6 +29,7 @@ EXPECTED = {
     "r3gan_objective.py": ["metrics.jsonl", "loss_curve.png", "checkpoints/last.pt"],
     "lazy_r1.py": ["metrics.jsonl", "loss_curve.png", "checkpoints/last.pt"],
     "consistency_bcr.py": ["metrics.jsonl", "loss_curve.png", "checkpoints/last.pt"],
+    "csv_logger.py": ["metrics.csv", "hparams.csv", "metrics.jsonl", "checkpoints/last.pt"],
     "ttur_cosine.py": ["metrics.jsonl", "loss_curve.png", "checkpoints/last.pt"],
     "grad_accumulation.py": ["metrics.jsonl", "loss_curve.png", "checkpoints/last.pt"],
     "sample_from_checkpoint.py": [

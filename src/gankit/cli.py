@@ -183,13 +183,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     _check_seed(args.seed)
     _check_positive(args.max_steps, "--max-steps")
-    overrides = _parse_sets(args.set)
+    overrides = {**_config_overrides(args), **_parse_sets(args.set)}
     overrides.update({k: v for k, v in (("batch_size", args.batch_size), ("epochs", args.epochs)) if v is not None})
     if args.out == "":
         from .errors import ConfigError
 
         raise ConfigError("--out is empty; give a folder for the run's files (default runs/PRESET).")
-    out = Path(args.out if args.out is not None else f"runs/{args.preset}")
+    out = Path(args.out) if args.out is not None else _default_out(args)
     ckpt, changed = None, {}
     if args.resume is not None:
         from .errors import CheckpointError
@@ -226,6 +226,64 @@ def _cmd_train(args: argparse.Namespace) -> int:
     finally:
         if run is not None:
             run.close()
+
+
+def _default_out(args: argparse.Namespace) -> Path:
+    """``runs/PRESET``; when resuming a checkpoint of a run folder (``RUN/checkpoints/x.pt``), ``RUN``."""
+    if args.resume is not None:
+        resume = Path(args.resume)
+        if resume.parent.name == "checkpoints":
+            return resume.parent.parent
+    return Path(f"runs/{args.preset}")
+
+
+def _config_overrides(args: argparse.Namespace) -> dict:
+    """The settings of ``--config FILE`` that differ from the preset's (sets ``args.preset``)."""
+    from .errors import ConfigError
+
+    if args.config is None:
+        if args.preset is None:
+            raise ConfigError("give a PRESET (see 'gankit presets') or --config FILE (see 'gankit config').")
+        return {}
+    from dataclasses import asdict
+
+    from .recipefile import preset_settings, read_recipe_file
+
+    file_preset, settings = read_recipe_file(args.config)
+    if args.preset is None:
+        if file_preset is None:
+            raise ConfigError(f"{args.config} names no preset (preset = \"...\"); add one or give PRESET.")
+        args.preset = file_preset
+    elif file_preset is not None and file_preset != args.preset:
+        raise ConfigError(f"{args.config} is a recipe of {file_preset!r}, not {args.preset!r}; drop PRESET "
+                          "or give the file of that preset.")
+    base = asdict(preset_settings(args.preset))
+    changed = {k: v for k, v in settings.items() if base[k] != v}
+    try:
+        preset_settings(args.preset, changed)
+    except ConfigError as err:
+        raise ConfigError(f"{args.config}: {err}") from None
+    return changed
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from .presets import list_presets
+    from .recipefile import recipe_toml
+
+    overrides = _parse_sets(args.set)
+    target = Path(args.target)
+    if target.suffix in (".pt", ".pth") or target.is_file():
+        from .train.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(target)
+        preset = ckpt["preset"]
+        if preset not in list_presets() and ckpt.get("builder"):
+            preset = ckpt["builder"]
+        overrides = {**ckpt["overrides"], **overrides}
+    else:
+        preset = args.target
+    sys.stdout.write(recipe_toml(preset, overrides))
+    return 0
 
 
 def _open_run_folder(args: argparse.Namespace, out: Path):
@@ -284,6 +342,10 @@ def _train(args, out, overrides, ckpt, changed, run) -> int:
             eval_metrics=_csv(args.eval_metrics),
             eval_extractor=args.eval_extractor,
         )
+    if args.tensorboard:
+        from .train import TensorBoardLogger
+
+        options["loggers"] = [TensorBoardLogger(out / "tensorboard")]
     trainer = Trainer(recipe, **options)
     if ckpt is not None:
         fresh_lrs = [[g["lr"] for g in opt.param_groups] for opt in (trainer.opt_g, trainer.opt_d)]
@@ -304,6 +366,7 @@ def _train(args, out, overrides, ckpt, changed, run) -> int:
             center_crop=args.center_crop,
             num_images=args.num_images,
             download=args.download,
+            root=args.data_root,
             progress=not args.no_progress and trainer.is_main,
             file_order=args.file_order,
         )
@@ -373,10 +436,66 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .train import export_generator
     from .train.export import generator_from_checkpoint
 
-    out = _single_output(args, args.out, "generator")
+    if args.format != "safetensors":
+        return _export_format(args)
+    out = _single_output(args, args.dest or args.out, "generator")
     generator, recipe, ckpt = generator_from_checkpoint(args.checkpoint, ema=not args.raw)
     path = _write_single(args, out, lambda: export_generator(generator, recipe, out))
     print(f"wrote the generator of {recipe.name} (step {ckpt['step']}) to {path}")
+    return 0
+
+
+def _export_format(args: argparse.Namespace) -> int:
+    """``gankit export CKPT --format hub DIR`` and ``--format onnx FILE``."""
+    from .errors import ConfigError
+    from .train.export import generator_from_checkpoint
+    from .train.hub import export_hub, export_onnx
+
+    dest = args.dest or (None if args.out == "generator.safetensors" else args.out)
+    if dest is None:
+        raise ConfigError(f"--format {args.format} needs a destination: gankit export CKPT --format {args.format} "
+                          + ("DIR" if args.format == "hub" else "gen.onnx") + ".")
+    if args.format == "hub":
+        folder = export_hub(args.checkpoint, dest, ema=not args.raw, overwrite=args.overwrite)
+        print(f"wrote a hub-style folder to {folder} (model.safetensors, config.json, README.md, samples.png)")
+        return 0
+    out = Path(dest)
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"{out} exists; pass --overwrite to replace it or choose another file.")
+    if out.resolve() == Path(args.checkpoint).resolve():
+        raise ConfigError(f"{out} is the checkpoint being read; choose another file.")
+    generator, recipe, ckpt = generator_from_checkpoint(args.checkpoint, ema=not args.raw)
+    export_onnx(generator, out, z_dim=recipe.settings.z_dim)
+    print(f"wrote the generator of {recipe.name} (step {ckpt['step']}) to {out} (ONNX, input z: (batch, "
+          f"{recipe.settings.z_dim}), dynamic batch)")
+    return 0
+
+
+def _cmd_interpolate(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .train import load_generator, resolve_device
+    from .train.interpolate import interpolate, save_gif
+    from .train.outputs import save_grid
+
+    _check_seed(args.seed)
+    _check_positive(args.rows, "--rows")
+    if args.steps < 2:
+        raise ConfigError(f"--steps must be >= 2 (the two ends included), got {args.steps}.")
+    out = _single_output(args, args.out, "png")
+    gif = None
+    if not args.no_gif:
+        gif = Path(args.gif) if args.gif else out.with_suffix(".gif")
+        if gif.exists() and not args.overwrite:
+            raise ConfigError(f"{gif} exists; pass --overwrite to replace it, --gif FILE, or --no-gif.")
+    device = resolve_device(args.device)
+    g = load_generator(args.checkpoint, device=device, ema=not args.raw)
+    images = interpolate(g, rows=args.rows, steps=args.steps, seed=args.seed, method=args.method, device=device)
+    _write_single(args, out, lambda: save_grid(images, out, args.steps))
+    paths = images.shape[0] // args.steps
+    print(f"wrote {paths} {args.method} paths of {args.steps} images to {out}")
+    if gif is not None:
+        _write_single(args, gif, lambda: save_gif(images, gif, steps=args.steps))
+        print(f"wrote the animation to {gif}")
     return 0
 
 
@@ -396,7 +515,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     generator = load_generator(args.checkpoint, device=device, ema=not args.raw)  # a .pt or an export
     channels, image_size, _ = generator.out_shape
     data = load_images(args.data, image_size=image_size, channels=channels, num_images=args.num_reference,
-                       progress=not args.no_progress)
+                       root=args.data_root, progress=not args.no_progress)
     result = evaluate_generator(
         generator,
         data.images,
@@ -494,15 +613,18 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=TRAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("preset", help="a registered preset name (see 'gankit presets'), or a recipe builder "
-                                  "'module:function' (e.g. with --import)")
+    p.add_argument("preset", nargs="?", help="a registered preset name (see 'gankit presets'), or a recipe "
+                                             "builder 'module:function' (e.g. with --import); with --config: "
+                                             "the file's")
+    p.add_argument("--config", metavar="FILE",
+                   help="a recipe file (gankit config PRESET > FILE); options given here override it")
     p.add_argument("--data", default="toy-faces",
                    help="image folder, 'toy-faces' (built in, default), or a dataset name: cifar10, mnist, celeba, lsun:CATEGORY, imagefolder:PATH")
     p.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
     p.add_argument("--batch-size", type=int, help="batch size (default: the preset's)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("--out", help="output folder (default: runs/PRESET)")
+    p.add_argument("--out", help="output folder (default: runs/PRESET; with --resume RUN/checkpoints/X.pt: RUN)")
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint of this preset")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run an --out folder holds (only that run's files are removed)")
@@ -535,7 +657,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--center-crop", action="store_true", help="keep aspect ratio: resize, then center-crop")
     p.add_argument("--num-images", type=int, help="use at most this many images")
     p.add_argument("--download", action="store_true", help="let torchvision download a standard dataset")
+    p.add_argument("--data-root", metavar="DIR",
+                   help="where standard datasets (cifar10, mnist, ...) are stored (default: the gankit cache)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log scalars, sample grids and settings to OUT/tensorboard (needs tensorboard)")
     p.add_argument("--eval-every", type=int, metavar="N", help="measure sample quality every N steps")
     p.add_argument("--eval-every-epochs", type=int, metavar="N", help="... or every N epochs")
     p.add_argument("--eval-samples", type=int, default=1000, help="generated images per evaluation (1000)")
@@ -544,6 +670,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-extractor", default="tiny",
                    help="tiny (offline, NOT comparable to published FIDs; default) or inception-v3")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "config",
+        help="print every setting of a preset or checkpoint as a commented TOML recipe file",
+        epilog="examples:\n  gankit config dcgan_task1 --set batch_size=32 > run.toml\n"
+               "  gankit train --config run.toml --set epochs=5\n"
+               "  gankit config runs/demo/checkpoints/last.pt     # the settings a run was trained with",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("target", help="a preset name, or a training checkpoint (.pt)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
+    p.set_defaults(func=_cmd_config)
 
     p = sub.add_parser("sample", help="write a grid of samples from a checkpoint or export",
                        epilog="example:\n  gankit sample runs/demo/checkpoints/last.pt --n 64 --out grid.png --seed 1",
@@ -560,14 +698,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser("export", help="export a checkpoint's generator to .safetensors",
-                       epilog="example:\n  gankit export runs/demo/checkpoints/last.pt --out generator.safetensors",
+                       epilog="examples:\n  gankit export runs/demo/checkpoints/last.pt --out generator.safetensors\n"
+                              "  gankit export runs/demo/checkpoints/last.pt --format hub my-gan/\n"
+                              "  gankit export runs/demo/checkpoints/last.pt --format onnx gen.onnx",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a training checkpoint (.pt)")
+    p.add_argument("dest", nargs="?", help="where to write (the same as --out): a file, or a folder for --format hub")
     p.add_argument("--out", default="generator.safetensors", help="file to write")
+    p.add_argument("--format", choices=["safetensors", "hub", "onnx"], default="safetensors",
+                   help="safetensors (default): the weights and preset; hub: a folder with weights, config.json, "
+                        "a model card and a sample grid; onnx: an ONNX graph with a dynamic batch (needs onnx)")
     p.add_argument("--raw", action="store_true",
                    help="from a checkpoint of a run with a generator EMA: the raw generator, not the average")
     p.add_argument("--overwrite", action="store_true", help="replace an --out file that gankit did not write")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "interpolate",
+        help="write rows of latent interpolations (slerp/lerp between seeded latents) as a PNG and a GIF",
+        epilog="examples:\n  gankit interpolate runs/demo/checkpoints/last.pt --out interp.png --seed 1\n"
+               "  gankit interpolate generator.safetensors --method both --rows 3 --steps 10 --out interp.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", help="a checkpoint (.pt), a generator export (.safetensors) or a hub folder")
+    p.add_argument("--out", default="interp.png", help="PNG grid to write, one path per row (default interp.png)")
+    p.add_argument("--gif", metavar="FILE", help="the animation (default: --out with .gif)")
+    p.add_argument("--no-gif", action="store_true", help="write the PNG only")
+    p.add_argument("--rows", type=int, default=4, help="endpoint pairs (default 4)")
+    p.add_argument("--steps", type=int, default=8, help="images per path, both ends included (default 8)")
+    p.add_argument("--method", choices=["slerp", "lerp", "both"], default="slerp",
+                   help="slerp (default), lerp, or both (a lerp row under each slerp row)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the endpoints: the latents of 'gankit sample --n 2*ROWS --seed S' (default 0)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    p.add_argument("--raw", action="store_true",
+                   help="from a checkpoint of a run with a generator EMA: the raw generator, not the average")
+    p.add_argument("--overwrite", action="store_true", help="replace output files that gankit did not write")
+    p.set_defaults(func=_cmd_interpolate)
 
     p = sub.add_parser(
         "eval",
@@ -580,6 +747,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("checkpoint", help="a checkpoint (.pt) or a generator export (.safetensors)")
     p.add_argument("--data", default="toy-faces", help="reference images: folder or dataset name")
+    p.add_argument("--data-root", metavar="DIR",
+                   help="where standard datasets are stored (default: the gankit cache)")
     p.add_argument("--metrics", default="fid,kid",
                    help="comma-separated: fid, kid, is, pr, swd, ms_ssim (default fid,kid)")
     p.add_argument("--num-samples", type=int, default=1000, help="generated images (default 1000)")
@@ -614,7 +783,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with exit_on_signals():  # before anything slow: an early Ctrl-C is one line too
             parser = build_parser()
-            args = parser.parse_args(argv)
+            args, extra = parser.parse_known_args(argv)
+            if extra and getattr(args, "command", None) == "export" and args.dest is None and len(extra) == 1 \
+                    and not extra[0].startswith("-"):
+                args.dest = extra[0]  # `gankit export CKPT --format hub DIR`: DIR after the options
+            elif extra:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
             if not getattr(args, "func", None):
                 parser.print_help()
                 return 2

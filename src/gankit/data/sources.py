@@ -27,6 +27,7 @@ from gankit.data.folder import (
     warn_skipped,
 )
 from gankit.data.standard import (
+    STANDARD_DATASETS,
     celeba_files,
     open_standard,
     parse_name,
@@ -118,16 +119,59 @@ def load_images(
     name = text.strip().lower()
     if name in _TOY_FACES_ALIASES:
         count = num_images if num_images is not None else DEFAULT_NUM_TOY_FACES
-        images = generate_toy_faces(count, spec.image_size, seed=seed, channels=spec.channels)
-        return ImageTensorDataset(images, source=TOY_FACES_NAME)
+        return _load_toy_faces(count, spec, seed=seed, cache_dir=cache_dir, use_cache=use_cache)
     if name.startswith("imagefolder:"):
         folder = Path(text.strip()[len("imagefolder:"):]).expanduser()
         return _load_folder(folder, recursive=True, file_order=file_order, **common)
     parsed = parse_name(text)
     if parsed is not None:
         return _load_standard(*parsed, root=root, download=download, **common)
+    if not any(sep in text for sep in ("/", os.sep, ".")) and not text.startswith("~"):
+        raise DataError(
+            f"unknown dataset {text!r} (and no such folder); valid names: {', '.join(dataset_names())}, "
+            "or an image folder path"
+        )
     list_image_files(path)  # raises the "does not exist" DataError
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def dataset_names() -> list[str]:
+    """The dataset names :func:`load_images` knows: ``toy-faces``, the standard datasets, ``lsun:CATEGORY``
+    and ``imagefolder:PATH``.
+
+    Returns:
+        The names, in the order an error message lists them.
+
+    Example:
+        >>> dataset_names()[:2]
+        ['toy-faces', 'cifar10']
+    """
+    return [TOY_FACES_NAME, *(n for n in STANDARD_DATASETS if n != "lsun"), "lsun:CATEGORY", "imagefolder:PATH"]
+
+
+def _toy_faces_code_digest() -> str:
+    import hashlib
+
+    import gankit.data.toyfaces as toyfaces
+
+    return hashlib.sha256(Path(toyfaces.__file__).read_bytes()).hexdigest()[:16]
+
+
+def _load_toy_faces(count: int, spec: ImageSpec, *, seed: int, cache_dir, use_cache: bool) -> ImageTensorDataset:
+    """``toy-faces``, drawn once per (count, size, channels, seed, drawing code) and then read from the cache."""
+    if not use_cache:
+        return ImageTensorDataset(generate_toy_faces(count, spec.image_size, seed=seed, channels=spec.channels),
+                                  source=TOY_FACES_NAME)
+    slot = {"kind": "toy-faces", "count": count, "seed": seed, "spec": spec.as_dict(),
+            "code": _toy_faces_code_digest()}
+    expected = fingerprint(slot)
+    path = cache_file(resolve_cache_dir(cache_dir), f"toy-faces-{spec.image_size}px", slot)
+    entry = load_cache(path, expected)
+    if entry is not None:
+        return ImageTensorDataset(entry.images, source=TOY_FACES_NAME)
+    images = generate_toy_faces(count, spec.image_size, seed=seed, channels=spec.channels)
+    _save(path, images, expected, [], [], TOY_FACES_NAME)
+    return ImageTensorDataset(images, source=TOY_FACES_NAME)
 
 
 def _spec(image_size: int, channels: int, center_crop: bool) -> ImageSpec:

@@ -100,11 +100,14 @@ def generator_from_checkpoint(path: str | os.PathLike, device: str | torch.devic
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", *,
-                   ema: bool = True) -> torch.nn.Module:
+                   ema: bool = True, download: bool = False) -> torch.nn.Module:
     """Rebuild a generator, in eval mode, from an export or a training checkpoint.
 
-    ``.safetensors`` files are read as written by :func:`export_generator`; any other
-    file is read as a training checkpoint (``weights_only``, see
+    ``.safetensors`` files are read as written by :func:`export_generator`; a folder as
+    written by ``gankit export --format hub`` (:func:`gankit.train.hub.export_hub`); an
+    ``owner/name`` that is no local path as a Hugging Face Hub repository holding such a
+    folder, through the Hugging Face cache (needs ``huggingface_hub``); any other file is
+    read as a training checkpoint (``weights_only``, see
     :func:`~gankit.train.load_checkpoint`) and only its generator is kept.
 
     torch's global RNG is left as it was (building the network draws default weights
@@ -116,6 +119,8 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
         ema: from a training checkpoint, the averaged generator when the run had a
             :class:`~gankit.train.GeneratorEMA` (False: the raw one); an export holds the
             weights it was exported with.
+        download: for a Hub repository id missing from the cache, let ``huggingface_hub``
+            download it (off by default: nothing is downloaded).
 
     Returns:
         The generator, in eval mode; ``generator.z_dim`` is its latent size.
@@ -127,6 +132,11 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
         >>> # g = load_generator("generator.safetensors"); g(torch.randn(16, g.z_dim))
     """
     p = Path(path)
+    if p.is_dir() or (not p.exists() and p.suffix not in (".pt", ".pth", ".safetensors")):
+        from .hub import load_hub_generator, looks_like_repo_id
+
+        if p.is_dir() or looks_like_repo_id(str(path)):
+            return load_hub_generator(path, device, download=download)
     if not p.is_file():
         raise CheckpointError(f"generator file {p} does not exist; check the path.")
     if p.suffix != ".safetensors":

@@ -140,6 +140,9 @@ class Trainer:
             ``gp_weight``, ``r1_gamma``, ``clip_value``, ``n_critic``, ``n_critic_count``).
         callbacks: :class:`~gankit.train.Callback` objects told of every step and epoch;
             each keeps its state in the checkpoints under its ``name``.
+        loggers: :class:`~gankit.train.Logger` objects that receive every logged
+            value, evaluation, sample grid and the hyper-parameters (e.g.
+            :class:`~gankit.train.TensorBoardLogger`); main process only.
         schedules: ``{target: schedule}`` applied before every step (see
             :mod:`gankit.schedules`: ``"g.lr"``, ``"d.beta2"``, a regulariser's name, ...),
             added to the recipe's own (``recipe.schedules``; these win for a target both name).
@@ -205,6 +208,7 @@ class Trainer:
         out_dir: str | os.PathLike | None = None,
         step: GANStep | None = None,
         callbacks: Sequence[Callback] = (),
+        loggers: Sequence[Any] = (),
         schedules: dict[str, Any] | None = None,
         grid_every_steps: int | None = None,
         checkpoint_every_steps: int | None = None,
@@ -307,6 +311,13 @@ class Trainer:
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=scaling)
         self.schedules = {**(getattr(recipe, "schedules", None) or {}), **(schedules or {})}
         self.callbacks = list(callbacks)
+        self.loggers = list(loggers)
+        from .loggers import Logger
+
+        for logger in self.loggers:
+            if not isinstance(logger, Logger):
+                raise ConfigError(f"loggers must be gankit.train.loggers.Logger objects, got "
+                                  f"{type(logger).__name__}; subclass Logger (see examples/csv_logger.py).")
         self.ema = self._find_ema(recipe)
         names = [c.name for c in self.callbacks]
         if len(set(names)) != len(names):
@@ -667,11 +678,35 @@ class Trainer:
         net = self.sampling_generator(ema)
         return ((generate(net, z, device=self.device, batch_size=batch_size) + 1) / 2).clamp_(0, 1)
 
-    # ------------------------------------------------------------------ fitting
+    def interpolate(self, rows: int = 4, steps: int = 8, seed: int = 0, *, method: str = "slerp",
+                    ema: bool | None = None) -> torch.Tensor:
+        """Images along latent paths between seeded latents, in [0, 1] (see :mod:`gankit.train.interpolate`).
+
+        Row ``r`` goes from ``z[2r]`` to ``z[2r + 1]`` of ``torch.randn(2 * rows, z_dim)``
+        drawn from a generator seeded with ``seed``: its ends are ``sample(2 * rows, seed)``'s
+        images ``2r`` and ``2r + 1``.
+
+        Args:
+            rows: endpoint pairs.
+            steps: images per row, endpoints included.
+            seed: seed of the endpoints (torch's global RNG is not touched).
+            method: ``slerp``, ``lerp`` or ``both`` (a lerp row under each slerp row).
+            ema: which generator (see :meth:`sampling_generator`).
+
+        Returns:
+            ``(rows * steps, C, H, W)`` on the CPU (``2 * rows * steps`` with ``both``); a
+            grid with ``nrow=steps`` shows one path per row.
+        """
+        from .interpolate import interpolation_latents
+
+        z = interpolation_latents(self.settings.z_dim, rows=rows, steps=steps, seed=seed, method=method)
+        return self.render(z, ema=ema)
 
     # ------------------------------------------------------------------ fitting
 
-    def _as_batches(self, data: Any) -> Any:
+    # ------------------------------------------------------------------ fitting
+
+    def _as_batches(self, data: Any, num_images: int | None = None) -> Any:
         """Turn what the user gave into something iterable over batches, once per epoch.
 
         Under torchrun each rank gets its share of every global batch; a plain iterable of
@@ -683,7 +718,11 @@ class Trainer:
         bs, ctx = self.settings.batch_size, self.dist
         if isinstance(data, (str, os.PathLike)):
             with _dist.main_process_first(ctx):  # rank 0 fills the cache, then the others read it
-                data = load_images(data, image_size=self.settings.image_size, channels=self.settings.channels)
+                data = load_images(data, image_size=self.settings.image_size, channels=self.settings.channels,
+                                   num_images=num_images)
+        elif num_images is not None:
+            raise ConfigError("fit(num_images=...) applies to a folder path or dataset name; slice a "
+                              "tensor or dataset yourself (e.g. images[:n]).")
         if isinstance(data, torch.Tensor) or hasattr(data, "images"):
             images = data if isinstance(data, torch.Tensor) else data.images
             self._check_images(images.shape[1:])
@@ -753,7 +792,8 @@ class Trainer:
         for cb in self.callbacks:
             getattr(cb, event)(self, *args)
 
-    def fit(self, data: Any, *, epochs: int | None = None, max_steps: int | None = None) -> Trainer:
+    def fit(self, data: Any, *, epochs: int | None = None, max_steps: int | None = None,
+            num_images: int | None = None) -> Trainer:
         """Train over ``data`` for ``epochs`` epochs (the recipe's by default) or ``max_steps`` steps.
 
         After every epoch (and every ``grid_every_steps`` / ``checkpoint_every_steps`` steps)
@@ -772,12 +812,15 @@ class Trainer:
                 iterable of batches (re-iterated every epoch).
             epochs: total epochs to reach (counting epochs already done).
             max_steps: total steps to reach (counting steps already done).
+            num_images: with a folder path or dataset name, use at most this many images
+                (for ``"toy-faces"``: draw this many), as
+                :func:`~gankit.data.load_images`'s ``num_images``.
 
         Returns:
             The trainer.
         """
         epochs = self.settings.epochs if epochs is None else epochs
-        loader = self._as_batches(data)
+        loader = self._as_batches(data, num_images)
         use_bn = _has_batchnorm(self.generator, self.discriminator)
         if use_bn:  # every batch of one image: refuse now rather than skip them all
             check_batchnorm_batches(loader)
@@ -785,6 +828,13 @@ class Trainer:
         previous_handler = self._install_sigint()
         bar = None
         try:
+            if self.is_main and self.loggers:
+                from .loggers import run_hparams
+
+                hparams = run_hparams(self)
+                for logger in self.loggers:
+                    logger.setup(self)
+                    logger.log_hparams(hparams)
             self._notify("on_fit_start")
             if self._evaluating and self.step == 0 and not self.eval_history:
                 self.evaluate_now()  # where training starts from
@@ -842,6 +892,9 @@ class Trainer:
             if bar is not None:
                 bar.close()
             self._restore_sigint(previous_handler)
+            if self.is_main:
+                for logger in self.loggers:
+                    logger.close()
         return self
 
     def _every_steps(self) -> None:
@@ -930,6 +983,12 @@ class Trainer:
         self._pending.clear()
         if self.out_dir is not None and self.is_main:
             MetricsLog(self.out_dir / "metrics.jsonl").write(records)
+        if self.loggers and self.is_main:
+            for record in records:
+                values = {k: (math.nan if v is None else float(v)) for k, v in record.items()
+                          if k not in ("step", "seconds")}
+                for logger in self.loggers:
+                    logger.log_metrics(values, record["step"])
         if bar is not None:
             bar.set_postfix(self.progress_columns(), refresh=False)
 
@@ -948,11 +1007,20 @@ class Trainer:
         return {shown.get(k, k): f"{latest[k]:.4f}" for k in sorted(latest, key=_log_order)}
 
     def _write_artifacts(self, tag: str) -> dict[str, Path]:
-        if self.out_dir is None or not self.is_main:
+        if not self.is_main or (self.out_dir is None and not self.loggers):
             return {}
         grid = self.settings.sample_grid
+        images = self.render(self.z_sample)
+        if self.loggers:
+            from torchvision.utils import make_grid
+
+            picture = make_grid(images.detach().float().cpu(), nrow=grid)
+            for logger in self.loggers:
+                logger.log_image("samples", picture, self.step)
+        if self.out_dir is None:
+            return {}
         paths = {
-            "samples": save_grid(self.render(self.z_sample), self.out_dir / "samples" / f"{tag}.png", grid),
+            "samples": save_grid(images, self.out_dir / "samples" / f"{tag}.png", grid),
             "loss_curve": plot_loss_curve(self.history, self.out_dir / "loss_curve.png", title=self.recipe.name),
         }
         self.artifacts.update(paths)
@@ -1004,6 +1072,8 @@ class Trainer:
         if self.ema is not None:
             record["generator"] = "ema"
         self.eval_history.append(record)
+        for logger in self.loggers:
+            logger.log_metrics({f"eval/{k}": float(v) for k, v in result.values.items()}, self.step)
         if self.out_dir is not None:
             MetricsLog(self.out_dir / "metrics.jsonl").write([record])
             self.artifacts["metric_curve"] = plot_metric_curve(

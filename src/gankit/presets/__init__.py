@@ -2,7 +2,7 @@
 
 Example:
     >>> from gankit.presets import dcgan_task1, get_preset, list_presets
-    >>> list_presets()
+    >>> list_presets("*task*")
     ['dcgan_task1', 'wgan_task2']
     >>> recipe = get_preset("dcgan_task1", batch_size=128)
 """
@@ -22,6 +22,7 @@ from ._registry import (
     register_preset,
 )
 from .report import dcgan_task1, report_wgan_generator, wgan_task2
+from .resnet import sngan_projection32, sngan_resnet32, sngan_resnet64
 
 __all__ = [
     "META_KEYS",
@@ -39,4 +40,7 @@ __all__ = [
     "dcgan_task1",
     "wgan_task2",
     "report_wgan_generator",
+    "sngan_resnet32",
+    "sngan_resnet64",
+    "sngan_projection32",
 ]

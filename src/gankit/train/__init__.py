@@ -6,9 +6,9 @@ from .checkpoint import atomic_save, load_checkpoint
 from .ema import GeneratorEMA
 from .export import export_generator, load_generator
 from .seeding import seed_everything
-from .step import GANStep, StepContext, StepSchedule
+from .step import ACGANStep, GANStep, StepContext, StepSchedule
 from .trainer import Trainer, resolve_device
 
 __all__ = ["Trainer", "resolve_device", "atomic_save", "load_checkpoint", "export_generator", "load_generator",
            "seed_everything", "Batch", "as_batch", "Callback", "TraceLog",
-           "tensor_digest", "GANStep", "StepContext", "StepSchedule", "GeneratorEMA"]
+           "tensor_digest", "GANStep", "ACGANStep", "StepContext", "StepSchedule", "GeneratorEMA"]

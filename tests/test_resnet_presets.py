@@ -116,8 +116,8 @@ def test_sngan_projection32_trains_on_labelled_data_and_keeps_its_classes(tmp_pa
     data = _images()
     torch.manual_seed(0)
     t = Trainer(get_preset("sngan_projection32", **TINY), device="cpu", progress=False, out_dir=tmp_path / "run")
-    t.fit(data, max_steps=3)
-    assert t.class_names == data.classes and len(t.history) == 3
+    t.fit(data, max_steps=5)  # the fifth discriminator step is followed by a generator step
+    assert t.class_names == data.classes and len(t.history) == 5 and t.g_steps == 1
     a = t.sample(2, seed=0, labels="bald")
     b = t.sample(2, seed=0, labels=0)
     assert a.shape == (2, 3, 16, 16) and not torch.equal(a, b)  # same latents, other class

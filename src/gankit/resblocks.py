@@ -96,10 +96,11 @@ def _check_in(shape: Shape, channels: int, what: str) -> None:
 class ConditionalBatchNorm2d(LayerContainer):
     """BatchNorm whose gain and bias depend on the class (BigGAN / cGAN-PD conditional BN).
 
-    Give ``num_classes`` for a class embedding (one gain and bias per class, the gain
-    initialised at 1 and the bias at 0), or ``cond_dim`` for linear maps of a conditioning
-    vector (BigGAN's shared embedding, optionally concatenated with the latent): gain
-    ``1 + W_g c`` and bias ``W_b c``. The normalisation itself has no affine parameters.
+    Give ``num_classes`` for a class embedding (one gain and bias per class; the gains start
+    at N(1, 0.02) and the biases at 0, as torch-mimicry's ``ConditionalBatchNorm2d``), or
+    ``cond_dim`` for linear maps of a conditioning vector (BigGAN's shared embedding,
+    optionally concatenated with the latent): gain ``1 + W_g c`` and bias ``W_b c``. The
+    normalisation itself has no affine parameters.
 
     Args:
         num_features: channels.
@@ -128,7 +129,7 @@ class ConditionalBatchNorm2d(LayerContainer):
         if num_classes:
             self.embed = nn.Embedding(num_classes, 2 * num_features)
             with torch.no_grad():
-                self.embed.weight[:, :num_features].fill_(1.0)
+                self.embed.weight[:, :num_features].normal_(1.0, 0.02)
                 self.embed.weight[:, num_features:].zero_()
         else:
             self.gain_map = nn.Linear(cond_dim, num_features, bias=False)

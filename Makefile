@@ -46,7 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py --out benchmarks/results.json
 
 # Quality over training of the report's presets (benchmarks/quality.py; CPU configuration:
-# 64x64, width 16, bf16, 2 seeds, ~30 min on 2 cores). The report's settings on a GPU:
+# 32x32, width 32, bf16, 2 seeds, ~30 min on 2 cores). The report's settings on a GPU:
 # `make quality QUALITY_ARGS="--config gpu --out runs/quality-gpu"`.
 QUALITY_ARGS ?=
 .PHONY: quality

@@ -35,12 +35,12 @@ as lower-is-better (more diverse); the real data's own MS-SSIM is printed beside
 
 Configurations (``--config``; every option below overrides them):
 
-* ``cpu`` (default, ``make quality``): both presets at their native 64x64 (wgan_task2's
-  generator is fixed at 64x64, so dcgan_task1 stays at 64x64 too and every metric compares
-  the same resolution), ``base_channels`` 16 for both (a quarter of the report's width), fast
-  mode (bf16 autocast + channels-last), 2 seeds, 163,840 training images per preset (16
-  epochs of 10,240 toy faces) evaluated every 20,480 images on 2,000 samples against 2,000
-  real images (a fixed random subset). About half an hour on 2 CPU cores.
+* ``cpu`` (default, ``make quality``): every preset at 32x32 (both report layouts have a
+  32x32 form: dcgan_task1 one doubling fewer, wgan_task2 the ``TASK2_STAGES[32]`` stage
+  list), ``base_channels`` 32 (half the report's width), fast mode (bf16 autocast +
+  channels-last), 2 seeds, 163,840 training images per preset (16 epochs of 10,240 toy
+  faces) evaluated every 20,480 images on 2,000 samples against 2,000 real images (a fixed
+  random subset). About half an hour on 2 CPU cores for the two report presets.
 * ``gpu``: the report's settings -- the presets' own defaults (64x64, width 64, the
   report's optimizers and batch sizes), faithful fp32, 51 epochs of the dataset, evaluated
   every 3 epochs on 10,000 samples against 10,000 real images, 3 seeds; same outputs. The
@@ -66,6 +66,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -97,13 +98,13 @@ GRID = 6  # sample grids are GRID x GRID images
 GRID_SEED = 12345  # latents of the sample grids (a private generator)
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    "cpu": dict(device="cpu", image_size=64, base_channels=16, fast=True, seeds="0,1",
+    "cpu": dict(device="cpu", image_size=32, base_channels=32, fast=True, seeds="0,1",
                 num_images=10240, images=163_840, eval_every_images=20_480, eval_samples=2000,
                 eval_reference=2000),
     "gpu": dict(device="cuda", image_size=None, base_channels=None, fast=False, seeds="0,1,2",
                 num_images=10240, epochs=51, eval_every_epochs=3, eval_samples=10_000,
                 eval_reference=10_000),
-    "quick": dict(device="cpu", image_size=64, base_channels=4, fast=True, seeds="0,1",
+    "quick": dict(device="cpu", image_size=32, base_channels=4, fast=True, seeds="0,1",
                   num_images=256, images=512, eval_every_images=256, eval_samples=64,
                   eval_reference=128),
 }
@@ -230,6 +231,32 @@ def format_table(rows: list[dict[str, Any]], extras: dict[str, str]) -> str:
 # ------------------------------------------------------------------------ training
 
 
+def parse_preset_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"name"`` or ``"name[key=value;key=value]"``: a preset and overrides of its own.
+
+    The whole text is the run's label in the table and the figure, so one preset can
+    appear several times with different settings (an ablation, a sweep).
+
+    Example:
+        >>> parse_preset_spec("dcgan_task1[ema_half_life_images=10000;augment=diffaugment]")
+        ('dcgan_task1', {'ema_half_life_images': 10000.0, 'augment': 'diffaugment'})
+    """
+    from gankit.presets import RecipeSettings
+
+    name, sep, rest = spec.partition("[")
+    if not sep:
+        return spec.strip(), {}
+    if not rest.endswith("]"):
+        raise ConfigError(f"preset {spec!r}: write NAME[KEY=VALUE;KEY=VALUE]")
+    overrides = {}
+    for item in filter(None, (x.strip() for x in rest[:-1].split(";"))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"preset {spec!r}: {item!r} is not KEY=VALUE")
+        overrides[key.strip()] = RecipeSettings.parse_value(key.strip(), value.strip())
+    return name.strip(), overrides
+
+
 def _to_uint8(images01: torch.Tensor) -> torch.Tensor:
     return (images01 * 255).round().clamp(0, 255).to(torch.uint8)
 
@@ -237,11 +264,13 @@ def _to_uint8(images01: torch.Tensor) -> torch.Tensor:
 def run_one(preset: str, seed: int, data, reference: torch.Tensor, cfg: dict[str, Any],
             provenance: bool) -> dict[str, Any]:
     """Train one preset with one seed, evaluating periodically; the curves and sample grids."""
+    name, own = parse_preset_spec(preset)
     overrides = {k: v for k, v in (("image_size", cfg["image_size"]),
                                    ("base_channels", cfg["base_channels"])) if v is not None}
     overrides.update(cfg["sets"])
+    overrides.update(own)
     torch.manual_seed(seed)
-    recipe = gankit.get_preset(preset, **overrides)
+    recipe = gankit.get_preset(name, **overrides)
     bs = recipe.settings.batch_size
     n = len(data.images)
     per_epoch = math.ceil(n / bs)  # steps; the last batch of an epoch may be smaller
@@ -269,7 +298,25 @@ def run_one(preset: str, seed: int, data, reference: torch.Tensor, cfg: dict[str
         eval_samples=cfg["eval_samples"], eval_metrics=EVAL_METRICS,
         eval_extractor=cfg["extractor_module"], eval_reference=reference, **fast,
     )
+    # With --raw-too, a recipe with a generator EMA is also evaluated with its raw generator
+    # (the same training run: the EMA only watches), which gives the EMA's ablation row free.
+    raw = preset in cfg.get("raw_too", ()) and trainer.ema is not None
+    raw_evals, raw_grids = [], []
+
+    def evaluate_raw() -> None:
+        from gankit.train.evaluation import evaluate_generator
+
+        with torch.random.fork_rng(devices=[]):
+            result = evaluate_generator(trainer.generator, reference, z_dim=recipe.settings.z_dim,
+                                        metrics=EVAL_METRICS, num_samples=cfg["eval_samples"],
+                                        extractor=cfg["extractor_module"], device=trainer.device)
+        raw_evals.append({"kind": "eval", "step": trainer.step, "epoch": trainer.epoch,
+                          **result.values, "generator": "raw"})
+        raw_grids.append(_to_uint8(trainer.sample(GRID * GRID, seed=GRID_SEED, ema=False)))
+
     grids = [_to_uint8(trainer.sample(GRID * GRID, seed=GRID_SEED))]
+    if raw:
+        evaluate_raw()
     chunk_seconds = []
     start = time.perf_counter()
     for k in range(1, n_evals + 1):
@@ -277,6 +324,8 @@ def run_one(preset: str, seed: int, data, reference: torch.Tensor, cfg: dict[str
         trainer.fit(data, epochs=10**9, max_steps=k * every_steps)  # evaluates at the end
         chunk_seconds.append(time.perf_counter() - t0)
         grids.append(_to_uint8(trainer.sample(GRID * GRID, seed=GRID_SEED)))
+        if raw:
+            evaluate_raw()
         print(f"  {preset} seed {seed}: {images_seen(trainer.step, n, bs):,} images, "
               f"swd {trainer.eval_history[-1]['swd']:.1f}, fid {trainer.eval_history[-1]['fid']:.3g}"
               f" ({chunk_seconds[-1]:.0f} s)", flush=True)
@@ -298,6 +347,8 @@ def run_one(preset: str, seed: int, data, reference: torch.Tensor, cfg: dict[str
         "chunk_seconds": chunk_seconds,
         "grids": grids,
     }
+    if raw:
+        out["raw_generator"] = {"evals": raw_evals, "grids": raw_grids}
     if provenance:
         # One more evaluation, outside the curves, for the full protocol of the metrics.
         t0 = time.perf_counter()
@@ -329,18 +380,30 @@ def plot(runs: list[dict[str, Any]], extras: dict[str, float], path: Path, title
     from PIL import Image
 
     presets = list(dict.fromkeys(r["preset"] for r in runs))
-    fig = Figure(figsize=(15, 9.5 + 0.4 * len(presets)), dpi=80, layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[2.0, 1.15])
+    # grids of the first seed of every preset whose grids were kept (a reused run may lack them)
+    shown = [next(r for r in runs if r["preset"] == p) for p in presets]
+    shown = [r for r in shown if r.get("grids")]
+    per_row = 4  # presets per row of grids (two grids each)
+    grid_rows = math.ceil(len(shown) / per_row)
+    fig = Figure(figsize=(15, 6.5 + 0.4 * len(presets) + 3.2 * grid_rows), dpi=80, layout="constrained")
+    if grid_rows:
+        top, bottom = fig.subfigures(2, 1, height_ratios=[2.0, 1.15 * grid_rows])
+    else:
+        top, bottom = fig, None
     axes = top.subplots(2, 3).ravel()
     colours = matplotlib.colormaps["tab10"]
     for ax, metric in zip(axes, CURVES):
-        for k, preset in enumerate(presets):
+        plain = [p for p in presets if not p.endswith(" (raw G)")]
+        for preset in presets:
             mine = [r for r in runs if r["preset"] == preset]
             x = np.array(mine[0]["images_seen"]) / 1000
             curves = np.array([[e[metric] for e in r["evals"]] for r in mine], dtype=float)
-            ax.plot(x, curves.mean(axis=0), color=colours(k), marker="o", markersize=3,
-                    label=f"{preset} (mean of {len(mine)})")
-            ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), color=colours(k), alpha=0.2)
+            raw = preset.endswith(" (raw G)")  # dashed, in the colour of its EMA run
+            base = preset[: -len(" (raw G)")] if raw else preset
+            colour = colours(plain.index(base) if base in plain else len(plain) % 10)
+            ax.plot(x, curves.mean(axis=0), color=colour, marker="o", markersize=3,
+                    linestyle="--" if raw else "-", label=f"{preset} (mean of {len(mine)})")
+            ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), color=colour, alpha=0.12 if raw else 0.2)
         if metric == "ms_ssim" and "real_ms_ssim" in extras:
             ax.axhline(extras["real_ms_ssim"], color="k", linestyle="--", linewidth=1,
                        label="real images")
@@ -358,19 +421,21 @@ def plot(runs: list[dict[str, Any]], extras: dict[str, float], path: Path, title
     axes[0].legend(fontsize=8, loc="best")
     axes[-1].legend(fontsize=8, loc="best")
     top.suptitle(title, fontsize=11)
-    grid_axes = bottom.subplots(1, 2 * len(presets))
-    for k, preset in enumerate(presets):
-        run = next(r for r in runs if r["preset"] == preset)  # the first seed's grids
-        swd = [e["swd"] for e in run["evals"]]
-        crit = [e[best_by] for e in run["evals"]]
-        best = int(np.argmax(crit) if best_by in HIGHER_IS_BETTER else np.argmin(crit))
-        name = LABELS[best_by].split(" (")[0]
-        for j, (idx, what) in enumerate(((best, f"best {name}"), (len(swd) - 1, "last"))):
-            ax = grid_axes[2 * k + j]
-            ax.imshow(_grid_image(run["grids"][idx]), cmap="gray" if run["grids"][idx].shape[1] == 1 else None)
-            ax.set_title(f"{preset} seed {run['seed']}: {what}\n"
-                         f"{run['images_seen'][idx]:,} images, SWD {swd[idx]:.1f}", fontsize=9)
+    if bottom is not None:
+        grid_axes = np.atleast_2d(bottom.subplots(grid_rows, 2 * min(per_row, len(shown)))).ravel()
+        for ax in grid_axes:
             ax.axis("off")
+        for k, run in enumerate(shown):
+            swd = [e["swd"] for e in run["evals"]]
+            crit = [e[best_by] for e in run["evals"]]
+            best = int(np.argmax(crit) if best_by in HIGHER_IS_BETTER else np.argmin(crit))
+            name = LABELS[best_by].split(" (")[0]
+            for j, (idx, what) in enumerate(((best, f"best {name}"), (len(swd) - 1, "last"))):
+                ax = grid_axes[2 * k + j]
+                grid = run["grids"][idx]
+                ax.imshow(_grid_image(grid), cmap="gray" if grid.shape[1] == 1 else None)
+                ax.set_title(f"{run['preset']} seed {run['seed']}: {what}\n"
+                             f"{run['images_seen'][idx]:,} images, SWD {swd[idx]:.1f}", fontsize=8)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     # A 256-colour palette keeps the figure small enough to commit with the docs.
@@ -419,6 +484,17 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
     p.add_argument("--best-by", choices=CURVES, default="swd",
                    help="metric that picks the 'best' sample grid of the figure (default swd)")
     p.add_argument("--out", default="runs/quality", help="output folder (quality.json/png, table.txt)")
+    p.add_argument("--raw-too", default="", metavar="PRESETS",
+                   help="comma-separated presets (as written in --presets) with a generator EMA to "
+                        "evaluate with their raw generator as well, as a row '<preset> (raw G)'")
+    p.add_argument("--write-meta", metavar="FILE",
+                   help="merge each plain preset's best and last SWD and FID (mean over seeds), with "
+                        "provenance, into FILE (src/gankit/presets/measured.json: the presets' "
+                        "meta['benchmarks'])")
+    p.add_argument("--reuse", action="append", default=[], metavar="DIR",
+                   help="an earlier output folder: its runs of the same preset, seed and settings "
+                        "are taken from its quality.json (and grids.pt) instead of trained again; "
+                        "repeatable")
     args = p.parse_args(argv)
     cfg = {"epochs": None, "eval_every_epochs": None, "images": None, "eval_every_images": None,
            **CONFIGS[args.config]}
@@ -450,14 +526,83 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
         cfg["seeds"] = [int(s) for s in str(cfg["seeds"]).split(",") if s.strip()]
     except ValueError:
         raise ConfigError(f"--seeds {cfg['seeds']!r}: give comma-separated integers, e.g. 0,1") from None
-    cfg["presets"] = [s.strip() for s in args.presets.split(",") if s.strip()]
+    # commas inside NAME[...] belong to a value (a DiffAugment policy), not to the list
+    cfg["presets"] = [s.strip() for s in re.split(r",(?![^\[]*\])", args.presets) if s.strip()]
     if not cfg["presets"] or not cfg["seeds"]:
         raise ConfigError("give at least one preset (--presets) and one seed (--seeds)")
     cfg.update(extractor=args.extractor, inception_weights=args.inception_weights,
                collapse_threshold=args.collapse_threshold, config=args.config,
                best_by=args.best_by,
-               data=args.data, imports=args.imports)
+               data=args.data, imports=args.imports, reuse=args.reuse,
+               raw_too=[x.strip() for x in args.raw_too.split(",") if x.strip()],
+               write_meta=args.write_meta)
     return args, cfg
+
+
+#: The settings a reused run must share with this invocation.
+SAME_RUN_KEYS = ("data", "num_images", "images", "epochs", "eval_every_images", "eval_every_epochs",
+                 "eval_samples", "eval_reference", "image_size", "base_channels", "fast", "device",
+                 "extractor", "inception_weights", "sets")
+
+
+def write_meta(path: Path, rows: list[dict[str, Any]], doc: dict[str, Any]) -> None:
+    """Merge the measured figures of every plain preset of this run into ``path``."""
+    cfg = doc["settings"]
+    runs = doc["runs"]
+    try:
+        measured = json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--write-meta {path}: not JSON ({err}); give the measured.json file") from None
+    commits = {r.get("reused_from", {}).get("git", {}).get("commit") for r in runs} - {None}
+    commits.add((doc["git"] or {}).get("commit"))
+    provenance = {
+        "machine": f"{doc['machine']['cpu']}, {doc['machine']['cores']} cores",
+        "configuration": f"benchmarks/quality.py --config {cfg['config']} ({cfg['data']}, "
+                         f"{cfg['image_size']}x{cfg['image_size']}, width {cfg['base_channels']}, "
+                         f"{'bf16 fast mode' if cfg['fast'] else 'fp32'})",
+        "training images": cfg["images"] or f"{cfg['epochs']} epochs",
+        "seeds": ",".join(str(x) for x in cfg["seeds"]),
+        "commit": ", ".join(sorted(c[:7] for c in commits if c)),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    for preset in dict.fromkeys(r["preset"] for r in rows):
+        if "[" in preset or "(" in preset:
+            continue
+        figures = []
+        for r in rows:
+            if r["preset"] != preset or r["metric"] not in ("swd", "fid"):
+                continue
+            name = "SWD x1e3" if r["metric"] == "swd" else f"FID ({cfg['extractor']} extractor)"
+            for which in ("best", "last"):
+                figures.append({"metric": f"{name}, {which} (mean over seeds)",
+                                "value": float(f"{r[which]:.4g}"), **provenance})
+        measured[preset] = {"figures": figures}
+    path.write_text(json.dumps(measured, indent=1, sort_keys=True) + "\n")
+
+
+def reusable_runs(folders: list[str], cfg: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Runs of earlier output folders trained with this invocation's settings, by (preset, seed)."""
+    found = {}
+    for folder in folders:
+        path = Path(folder) / "quality.json"
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"--reuse {folder}: cannot read {path} ({err}); give a folder "
+                              "written by benchmarks/quality.py") from None
+        theirs = doc.get("settings", {})
+        differ = [k for k in SAME_RUN_KEYS if json.dumps(theirs.get(k), default=str)
+                  != json.dumps(cfg.get(k), default=str)]
+        if differ:
+            raise ConfigError(f"--reuse {folder}: its runs used other settings ({', '.join(differ)}); "
+                              "reuse only a folder of the same configuration")
+        grids_file = Path(folder) / "grids.pt"
+        grids = torch.load(grids_file, weights_only=True) if grids_file.exists() else {}
+        for run in doc["runs"]:
+            run = dict(run, grids=grids.get(f"{run['preset']}|{run['seed']}"),
+                       reused_from={"folder": str(folder), "git": doc.get("git")})
+            found[(run["preset"], int(run["seed"]))] = run
+    return found
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -470,10 +615,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         The JSON document written (without the sample grids).
     """
     args, cfg = parse_args(argv)
+    commit = git_commit()  # the code this run uses: read before it starts, not after
     for name in cfg["imports"]:
         importlib.import_module(name)
     known = set(gankit.list_presets())
-    missing = [p for p in cfg["presets"] if p not in known]
+    missing = [p for p in cfg["presets"] if parse_preset_spec(p)[0] not in known]
     if missing:
         raise ConfigError(f"unknown presets {missing}; registered: {', '.join(sorted(known))} "
                           "(add --import MODULE for presets of your own)")
@@ -495,8 +641,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     sizes = {}
     for preset in cfg["presets"]:
+        name, own = parse_preset_spec(preset)
         overrides = {k: cfg[k] for k in ("image_size", "base_channels") if cfg[k] is not None}
-        s = gankit.get_preset(preset, **overrides, **cfg["sets"]).settings
+        s = gankit.get_preset(name, **{**overrides, **cfg["sets"], **own}).settings
         sizes[preset] = (s.image_size, s.channels)
     datasets = {key: load_images(cfg["data"], image_size=key[0], channels=key[1],
                                  num_images=cfg["num_images"], progress=False)
@@ -510,12 +657,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{', '.join(cfg['presets'])}; seeds {cfg['seeds']}; {cfg['config']} configuration",
           flush=True)
 
+    earlier = reusable_runs(cfg["reuse"], cfg)
     started = time.perf_counter()
     runs = []
     for preset in cfg["presets"]:
         for seed in cfg["seeds"]:
+            if (preset, seed) in earlier:
+                print(f"  {preset} seed {seed}: reused from {earlier[(preset, seed)]['reused_from']['folder']}",
+                      flush=True)
+                run = dict(earlier[(preset, seed)])
+                raw = earlier.get((f"{preset} (raw G)", seed))
+                if preset in cfg["raw_too"] and raw is not None:
+                    run["raw_generator"] = {"evals": raw["evals"], "grids": raw.get("grids")}
+                runs.append(run)
+                continue
+            trained = not any("reused_from" not in r for r in runs)
             runs.append(run_one(preset, seed, datasets[sizes[preset]],
-                                references[sizes[preset]], cfg, provenance=not runs))
+                                references[sizes[preset]], cfg, provenance=trained))
+    for run in list(runs):  # --raw-too: the raw generator of an EMA recipe as a row of its own
+        raw = run.pop("raw_generator", None)
+        if raw is not None:
+            runs.append({**{k: v for k, v in run.items() if k not in ("provenance", "eval_seconds")},
+                         "preset": f"{run['preset']} (raw G)", **raw})
     # Reference levels: the real images' own MS-SSIM, and the SWD between the evaluation
     # reference and as many other real images (where the dataset has them).
     key = sizes[cfg["presets"][0]]
@@ -534,22 +697,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **notes,
         "collapse threshold": f"{cfg['collapse_threshold']:.0%} worse than the best",
         "extractor": f"{extractor.name} (comparable to published: {extractor.comparable_to_published})",
-        "wall time": f"{total / 60:.1f} min on {machine()['cpu']}, {os.cpu_count()} cores",
+        "wall time": f"{total / 60:.1f} min on {machine()['cpu']}, {os.cpu_count()} cores"
+                     + (f" ({sum('reused_from' in r for r in runs)} runs reused, not timed)"
+                        if any("reused_from" in r for r in runs) else ""),
     })
     print(table)
     (out / "table.txt").write_text(table + "\n")
-    prov = runs[0].pop("provenance")
+    first = next((r for r in runs if "provenance" in r), None)
+    prov = first.pop("provenance") if first else None
+    eval_seconds = first.pop("eval_seconds") if first else None
+    torch.save({f"{r['preset']}|{r['seed']}": r["grids"] for r in runs if r.get("grids") is not None},
+               out / "grids.pt")
     doc = {
         "benchmark": "benchmarks/quality.py",
         "gankit_version": gankit.__version__,
-        "git": git_commit(),
+        "git": commit,
         "machine": machine(),
         "command": [sys.executable, *(sys.argv if argv is None else ["benchmarks/quality.py", *argv])],
         "settings": {k: v for k, v in cfg.items() if k != "extractor_module"},
         "seeds": cfg["seeds"],
         "eval_metrics": list(EVAL_METRICS),
         "metric_provenance": prov,
-        "seconds_per_evaluation": runs[0].pop("eval_seconds"),
+        "seconds_per_evaluation": eval_seconds,
         "collapse_definition": __doc__.split("**Collapse flag.**")[1].split("Configurations")[0].strip(),
         "reference_levels": extras,
         "wall_seconds": total,
@@ -557,6 +726,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "runs": [{k: v for k, v in r.items() if k != "grids"} for r in runs],
     }
     (out / "quality.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    if cfg["write_meta"]:
+        write_meta(Path(cfg["write_meta"]), rows, json.loads(json.dumps(doc, default=str)))
     title = (f"{', '.join(cfg['presets'])} on {cfg['data']} ({cfg['config']} configuration, "
              f"seeds {cfg['seeds']}); FID/KID/P-R: {extractor.name}")
     plot(runs, extras, out / "quality.png", title, cfg["best_by"])

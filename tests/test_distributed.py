@@ -293,6 +293,12 @@ def test_custom_step_runs_data_parallel(trained):
     assert_close(torch.load(trained / "equiv_custom_params.pt"), flat_params(single), rtol=1e-5, atol=1e-6)
 
 
+def test_ema_and_ada_agree_over_the_ranks(trained):
+    for rep in _rank_reports(trained, "ema_ada"):
+        assert rep["ema_identical"] and rep["p_identical"] and rep["ema_differs_from_g"]
+        assert rep["p"] != 0.5  # ADA moved p (the same way on both ranks)
+
+
 def test_error_on_one_rank_ends_the_job(tmp_path):
     # gloo notices the dead peer at once (the 120 s timeout must not be what ends the wait);
     # NCCL cannot, and its watchdog ends the wait after the timeout (torchrun stops it sooner).
@@ -504,6 +510,22 @@ def _worker(phase: str, work: Path) -> None:
             torch.save(flat_params(t), work / "equiv_custom_params.pt")
         dump("custom", {"logged": sorted(k for k, v in logged[-1].items() if v is not None),
                         "identical": _all_equal(flat_params(t), world)})
+        # A generator EMA and ADA from the recipe's settings, data-parallel: one average and
+        # one p on every rank (r_t is reduced over the ranks before p moves).
+        from gankit.augment import ADA
+
+        torch.manual_seed(0)
+        t = Trainer(get_preset("dcgan_task1", **overrides("dcgan_task1", ema_half_life_images=32.0)), **KW,
+                    step=GANStep("nonsaturating", augment=ADA(p=0.5, interval=1, speed_images=64)))
+        t.fit(images("dcgan_task1"), max_steps=STEPS)
+        ema_flat = torch.cat([v.detach().reshape(-1).float().cpu()
+                              for v in t.ema.module.state_dict().values() if v.is_floating_point()])
+        p = torch.tensor([t.step_fn.augment.p], dtype=torch.float64)
+        dump("ema_ada", {"ema_identical": _all_equal(ema_flat, world), "p_identical": _all_equal(p, world),
+                         "p": float(p), "ema_differs_from_g": not torch.equal(
+                             ema_flat, torch.cat([v.detach().reshape(-1).float().cpu()
+                                                  for v in t.generator.state_dict().values()
+                                                  if v.is_floating_point()]))})
     elif phase == "resume":
         for name in PRESETS:
             torch.manual_seed(12345)  # whatever the seed now, the checkpoint's streams must win

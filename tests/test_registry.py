@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from gankit import ConfigError
 from gankit.presets import (
@@ -22,7 +23,7 @@ def test_list_and_wildcards():
     assert {"dcgan_task1", "wgan_task2"} <= set(names)
     assert names == sorted(names)
     assert list_presets("dcgan*") == [n for n in names if n.startswith("dcgan")]
-    assert list_presets("*task?") == ["dcgan_task1", "wgan_task2"]
+    assert list_presets("*task?") == ["dcgan_task1", "r3gan_task1", "sngan_task1", "wgan_gp_task2", "wgan_task2"]
     assert list_presets("nothing*") == []
 
 
@@ -72,9 +73,12 @@ def test_bad_overrides(overrides, match):
         get_preset("dcgan_task1", **overrides)
 
 
-def test_wgan_task2_image_size_fixed():
-    with pytest.raises(ConfigError, match="64x64"):
-        get_preset("wgan_task2", image_size=32)
+def test_wgan_task2_image_sizes():
+    with pytest.raises(ConfigError, match="stage lists for image sizes \\[32, 64, 128\\]"):
+        get_preset("wgan_task2", image_size=48)
+    recipe = get_preset("wgan_task2", image_size=32, base_channels=4)
+    assert recipe.generator(torch.randn(2, 100)).shape == (2, 3, 32, 32)
+    assert recipe.discriminator(torch.randn(2, 3, 32, 32)).shape == (2,)
 
 
 def test_duplicate_registration_raises_and_custom_preset_works():

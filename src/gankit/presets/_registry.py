@@ -34,6 +34,7 @@ __all__ = [
     "rebuild_recipe",
     "META_KEYS",
     "meta_table",
+    "make_augmentation",
 ]
 
 #: The keys of :attr:`Recipe.meta` (torchvision style), each with what it holds.
@@ -75,6 +76,21 @@ class RecipeSettings:
         spectral_norm: wrap the discriminator's conv and linear layers in spectral norm
             (the built-in presets apply it; a custom builder calls
             :func:`gankit.constraints.spectral_norm_` itself).
+        r2_gamma: weight of the R2 penalty on generated images (0: none; R3GAN uses
+            ``r1_gamma = r2_gamma``).
+        reg_every: run the R1 / R2 penalties on every ``reg_every``-th discriminator step,
+            scaled by ``reg_every`` (lazy regularisation, StyleGAN2; 1: every step).
+        augment: input augmentation of the discriminator, applied to real and fake images
+            in both steps: ``"none"``, ``"diffaugment"`` (DiffAugment's
+            ``color,translation,cutout``), ``"diffaugment:POLICY"`` (e.g.
+            ``"diffaugment:translation,cutout"``) or ``"ada"`` (adaptive, target 0.6).
+        ema_half_life_images: keep an exponential moving average of the generator with this
+            half-life in images (StyleGAN2: 10,000), used for sample grids, evaluation,
+            sampling and export; 0: none.
+        ema_rampup: the EMA's ramp-up ratio (half-life at most ``ema_rampup`` times the images
+            seen; StyleGAN2-ADA: 0.05), or None.
+        decay_images: images over which a preset's cosine schedules run (learning rate,
+            penalty gamma: see the preset); 0: no schedule (constant values).
         shuffle: the order of the real images in each epoch when gankit batches them
             (folders, dataset names, image tensors): ``"seeded"`` (a private generator
             seeded by the trainer's ``data_seed``: torch's global RNG is left alone),
@@ -105,16 +121,23 @@ class RecipeSettings:
     gp_weight: float = 0.0
     r1_gamma: float = 0.0
     spectral_norm: bool = False
+    r2_gamma: float = 0.0
+    reg_every: int = 1
+    augment: str = "none"
+    ema_half_life_images: float = 0.0
+    ema_rampup: float | None = None
+    decay_images: int = 0
     shuffle: str = "seeded"
     sample_grid: int = 10
     checkpoint_every: int = 5
 
     def __post_init__(self) -> None:
-        for name in ("z_dim", "image_size", "channels", "base_channels", "batch_size", "n_critic", "sample_grid"):
+        for name in ("z_dim", "image_size", "channels", "base_channels", "batch_size", "n_critic", "sample_grid",
+                     "reg_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}.")
-        for name in ("epochs", "checkpoint_every", "num_classes"):
+        for name in ("epochs", "checkpoint_every", "decay_images", "num_classes"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"{name} must be a non-negative integer, got {v!r}.")
@@ -130,9 +153,12 @@ class RecipeSettings:
             raise ConfigError(
                 f"shuffle must be seeded, dataloader or none, got {self.shuffle!r}."
             )
-        for name in ("gp_weight", "r1_gamma"):
+        for name in ("gp_weight", "r1_gamma", "r2_gamma", "ema_half_life_images"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}.")
+        if self.ema_rampup is not None and not self.ema_rampup > 0:
+            raise ConfigError(f"ema_rampup must be > 0 or None, got {self.ema_rampup!r}.")
+        make_augmentation(self.augment)  # validates the name and policy
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -210,6 +236,9 @@ class Recipe:
         meta: what the recipe is and where it comes from, torchvision style (see
             :data:`META_KEYS`): ``summary``, ``source``, ``recipe``, ``benchmarks`` (figures
             with their provenance; empty until a real run measured them).
+        schedules: ``{target: schedule}`` the trainer applies before every step (see
+            :mod:`gankit.schedules`); the trainer's own ``schedules`` argument adds to them
+            and wins for the same target.
 
     Example:
         >>> from gankit.presets import dcgan_task1
@@ -228,6 +257,7 @@ class Recipe:
     builder: str | None = None
     ema: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
+    schedules: dict[str, Any] = field(default_factory=dict)
 
     def __getattr__(self, item: str) -> Any:
         # Only reached for names that are not fields: expose the settings flat.
@@ -258,24 +288,27 @@ class Recipe:
 
         The settings give the objective (``loss``), the regularisers (``gp_weight`` ->
         :class:`~gankit.regularizers.GradientPenalty`, ``r1_gamma`` ->
-        :class:`~gankit.regularizers.R1Penalty`), the constraints (``clip_value`` ->
-        :class:`~gankit.regularizers.WeightClip`) and the schedule (``n_critic``,
-        ``n_critic_count``).
+        :class:`~gankit.regularizers.R1Penalty`, ``r2_gamma`` ->
+        :class:`~gankit.regularizers.R2Penalty`, both every ``reg_every`` steps), the
+        constraints (``clip_value`` -> :class:`~gankit.regularizers.WeightClip`), the input
+        augmentation (``augment``) and the schedule (``n_critic``, ``n_critic_count``).
 
         Returns:
             A :class:`~gankit.train.GANStep`.
         """
         if self.step is not None:
             return self.step
-        from ..regularizers import GradientPenalty, R1Penalty, WeightClip
+        from ..regularizers import GradientPenalty, R1Penalty, R2Penalty, WeightClip
         from ..train.step import GANStep, StepSchedule
 
         s = self.settings
         regs = ([GradientPenalty(s.gp_weight)] if s.gp_weight else []) + (
-            [R1Penalty(s.r1_gamma)] if s.r1_gamma else [])
+            [R1Penalty(s.r1_gamma, every=s.reg_every)] if s.r1_gamma else []) + (
+            [R2Penalty(s.r2_gamma, every=s.reg_every)] if s.r2_gamma else [])
         return GANStep(s.loss, regularizers=regs,
                        constraints=[WeightClip(s.clip_value)] if s.clip_value else [],
-                       schedule=StepSchedule(n_critic=s.n_critic, count=s.n_critic_count))
+                       schedule=StepSchedule(n_critic=s.n_critic, count=s.n_critic_count),
+                       augment=make_augmentation(s.augment))
 
     def load_weights(self, *, generator: Any = None, discriminator: Any = None) -> Recipe:
         """Load initial weights into the recipe's networks (e.g. an original run's ``.pth`` files).
@@ -317,6 +350,35 @@ class Recipe:
     def summary_lines(self) -> list[str]:
         """Every setting as ``key: value`` lines (for ``gankit summary`` and logs)."""
         return [f"{k}: {v}" for k, v in dataclasses.asdict(self.settings).items()]
+
+
+def make_augmentation(spec: str):
+    """The augmentation a recipe's ``augment`` setting names (see :class:`RecipeSettings`).
+
+    Args:
+        spec: ``"none"``, ``"diffaugment"``, ``"diffaugment:POLICY"`` or ``"ada"``.
+
+    Returns:
+        A :class:`~gankit.augment.DiffAugment` or :class:`~gankit.augment.ADA`, or None.
+
+    Raises:
+        ConfigError: for another name or an unknown DiffAugment policy.
+
+    Example:
+        >>> make_augmentation("diffaugment:translation")
+        DiffAugment('translation', p=1.0)
+    """
+    from ..augment import ADA, DiffAugment
+
+    kind, _, policy = str(spec).partition(":")
+    kind = kind.strip().lower()
+    if kind == "none" and not policy:
+        return None
+    if kind == "diffaugment":
+        return DiffAugment(policy) if policy else DiffAugment()
+    if kind == "ada" and not policy:
+        return ADA()
+    raise ConfigError(f"augment must be none, diffaugment, diffaugment:POLICY or ada, got {spec!r}.")
 
 
 def meta_table(names: list[str] | None = None) -> str:

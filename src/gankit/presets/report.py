@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..models import Discriminator, Generator, dcgan_discriminator, dcgan_generator
 from ._registry import Recipe, RecipeSettings, make_settings, register_preset
 
-__all__ = ["dcgan_task1", "wgan_task2", "report_wgan_generator"]
+__all__ = ["dcgan_task1", "wgan_task2", "report_wgan_generator", "TASK2_STAGES"]
 
 
 _REPORT = ("the course report (report-original.txt), as transcribed in SPEC.md")
@@ -52,14 +52,71 @@ META = {
 }
 
 
-def _finish(
-    name: str, g: Generator, d: Discriminator, s: RecipeSettings, overrides: dict[str, Any], doc: str
+def measured_figures(name: str) -> list[dict[str, Any]]:
+    """The figures the quality benchmark measured for preset ``name`` (``measured.json``).
+
+    ``benchmarks/quality.py --write-meta src/gankit/presets/measured.json`` writes them from
+    a real run: best and last SWD and offline FID (mean over seeds), each with its
+    provenance (machine, configuration, training images, seeds, extractor, commit, date).
+
+    Args:
+        name: a preset name.
+
+    Returns:
+        A list of figures (dicts with ``metric``, ``value`` and the provenance); empty when
+        no run measured the preset.
+    """
+    import json
+    from importlib import resources
+
+    global _MEASURED
+    if _MEASURED is None:
+        try:
+            _MEASURED = json.loads(resources.files(__package__).joinpath("measured.json").read_text())
+        except (OSError, ValueError):
+            _MEASURED = {}
+    return copy.deepcopy(_MEASURED.get(name, {}).get("figures", []))
+
+
+_MEASURED: dict[str, Any] | None = None
+
+
+def finish_recipe(
+    name: str, g: Generator, d: Discriminator, s: RecipeSettings, overrides: dict[str, Any], doc: str,
+    meta: dict[str, Any] | None = None,
 ) -> Recipe:
+    """The :class:`Recipe` of built networks and settings, with what the settings add.
+
+    ``spectral_norm`` wraps the discriminator's layers; ``ema_half_life_images`` > 0 attaches
+    a :class:`~gankit.train.GeneratorEMA` (half-life and ``ema_rampup`` from the settings).
+    Every registered preset ends with it, so these settings work on any of them
+    (``dcgan_task1(ema_half_life_images=10_000)``).
+
+    Args:
+        name: the preset's name.
+        g: the generator.
+        d: the discriminator.
+        s: the settings.
+        overrides: the overrides the preset was built with.
+        doc: one line saying what the recipe is.
+        meta: the recipe's ``meta`` (default: the report presets' own, else empty).
+
+    Returns:
+        The recipe.
+    """
     if s.spectral_norm:
         from ..constraints import spectral_norm_
 
         spectral_norm_(d)
-    return Recipe(name, g, d, s, dict(overrides), doc, meta=copy.deepcopy(META.get(name, {})))
+    meta = copy.deepcopy(META.get(name, {}) if meta is None else meta)
+    if not meta.get("benchmarks") and measured_figures(name):
+        meta["benchmarks"] = measured_figures(name)
+    recipe = Recipe(name, g, d, s, dict(overrides), doc, meta=meta)
+    if s.ema_half_life_images:
+        from ..train.ema import GeneratorEMA
+
+        recipe.ema = GeneratorEMA(half_life_images=s.ema_half_life_images, rampup=s.ema_rampup)
+    return recipe
 
 
 @register_preset
@@ -100,36 +157,63 @@ def dcgan_task1(**overrides: Any) -> Recipe:
         sigmoid=True,
         head="conv",
     )
-    return _finish("dcgan_task1", g, d, s, overrides, dcgan_task1.__doc__.splitlines()[0])
+    return finish_recipe("dcgan_task1", g, d, s, overrides, dcgan_task1.__doc__.splitlines()[0])
 
 
-def report_wgan_generator(*, z_dim: int = 100, channels: int = 3, base_channels: int = 64) -> Generator:
+#: Task two's generator stages per image size: ``(channels in units of b, stride, padding,
+#: output_padding)`` of each 3x3 transposed convolution after the 5x5 projection. 64 is the
+#: report's (5 -> 9 -> 9 -> 17 -> 17 -> 33 -> 64); 32 drops one doubling and its stride-1
+#: partner (5 -> 9 -> 9 -> 17 -> 32); 128 adds one of each (5 -> 9 -> 9 -> 17 -> 17 -> 33 ->
+#: 33 -> 65 -> 128), keeping the layout.
+TASK2_STAGES: dict[int, list[tuple[int, int, int, int]]] = {
+    32: [(4, 2, 1, 0), (4, 1, 1, 0), (2, 2, 1, 0), (1, 2, 2, 1)],
+    64: [(4, 2, 1, 0), (4, 1, 1, 0), (4, 2, 1, 0), (4, 1, 1, 0), (2, 2, 1, 0), (1, 2, 2, 1)],
+    128: [(4, 2, 1, 0), (4, 1, 1, 0), (4, 2, 1, 0), (4, 1, 1, 0), (4, 2, 1, 0), (4, 1, 1, 0),
+          (2, 2, 1, 0), (1, 2, 2, 1)],
+}
+
+
+def report_wgan_generator(
+    *, z_dim: int = 100, channels: int = 3, base_channels: int = 64, image_size: int = 64
+) -> Generator:
     """Task two's generator: the LSGAN layout shrunk to 64x64 (3,380,227 parameters).
 
     ``Linear(z, 4b·5·5)`` with bias, reshape to (4b, 5, 5), ``BatchNorm2d``, ``ReLU``;
     six 3x3 transposed convolutions with bias, each followed by ``BatchNorm2d`` and
     ``ReLU`` (5 -> 9 -> 9 -> 17 -> 17 -> 33 -> 64; channels 4b, 4b, 4b, 4b, 2b, b); a last
     3x3 transposed convolution to ``channels`` and ``Tanh``. PyTorch's default init.
+    At ``image_size=32`` the same layout has four transposed convolutions
+    (5 -> 9 -> 9 -> 17 -> 32; channels 4b, 4b, 2b, b): see :data:`TASK2_STAGES`.
 
     Args:
         z_dim: latent size.
         channels: output image channels.
         base_channels: ``b`` above (64 in the report, so 256 channels inside).
+        image_size: 64 (the report's), 32 or 128.
 
     Returns:
-        A :class:`~gankit.models.Generator` producing 64x64 images.
+        A :class:`~gankit.models.Generator` producing ``image_size`` x ``image_size`` images.
+
+    Raises:
+        ConfigError: for an image size without a stage list.
     """
+    if image_size not in TASK2_STAGES:
+        raise ConfigError(
+            f"task two's generator has stage lists for image sizes {sorted(TASK2_STAGES)}, not "
+            f"{image_size}; use one of them, or compose your own generator for other sizes."
+        )
     b = base_channels
+    stages = TASK2_STAGES[image_size]
     return Generator(
         LatentProjection(
             z_dim, 4 * b, 5, bias=True, norm_layer=nn.BatchNorm2d, norm_position="after_reshape"
         ),
         upsampling_stack(
-            [4 * b, 4 * b, 4 * b, 4 * b, 4 * b, 2 * b, b],
+            [4 * b] + [m * b for m, *_ in stages],
             kernel_size=3,
-            stride=[2, 1, 2, 1, 2, 2],
-            padding=[1, 1, 1, 1, 1, 2],
-            output_padding=[0, 0, 0, 0, 0, 1],
+            stride=[st for _, st, _, _ in stages],
+            padding=[pd for _, _, pd, _ in stages],
+            output_padding=[op for *_, op in stages],
             bias=True,
             norm_layer=nn.BatchNorm2d,
             act_layer=nn.ReLU,
@@ -151,7 +235,7 @@ def wgan_task2(**overrides: Any) -> Recipe:
 
     Args:
         **overrides: any :class:`~gankit.presets.RecipeSettings` field, e.g.
-            ``clip_value=0.02`` or ``n_critic=1``. ``image_size`` must stay 64.
+            ``clip_value=0.02`` or ``n_critic=1``. ``image_size`` is 64 (the report's), 32 or 128.
 
     Returns:
         The :class:`~gankit.presets.Recipe`.
@@ -169,18 +253,14 @@ def wgan_task2(**overrides: Any) -> Recipe:
         ),
         overrides,
     )
-    if s.image_size != 64:
-        raise ConfigError(
-            f"wgan_task2's generator is fixed to 64x64 images (got image_size={s.image_size}); "
-            "use dcgan_task1 or compose your own generator for other sizes."
-        )
-    g = report_wgan_generator(z_dim=s.z_dim, channels=s.channels, base_channels=s.base_channels)
+    g = report_wgan_generator(z_dim=s.z_dim, channels=s.channels, base_channels=s.base_channels,
+                              image_size=s.image_size)
     d = dcgan_discriminator(
-        image_size=64,
+        image_size=s.image_size,
         channels=s.channels,
         base_channels=s.base_channels,
         dropout=0.25,
         head="linear",
         sigmoid=False,
     )
-    return _finish("wgan_task2", g, d, s, overrides, wgan_task2.__doc__.splitlines()[0])
+    return finish_recipe("wgan_task2", g, d, s, overrides, wgan_task2.__doc__.splitlines()[0])

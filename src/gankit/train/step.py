@@ -260,7 +260,7 @@ class GANStep:
                 ctx = StepContext(t, "d", mb.images, mb.labels, z, fake, fake_labels=y)
                 loss, values = self.d_loss(ctx)
                 if self.augment is not None and ctx.real_out is not None:
-                    self.augment.observe(ctx.real_out.detach())
+                    self.augment.observe(t.logit_output(ctx.real_out))
                 self._backward(opt, ctx, loss, values, due, logs, "loss_d")
         self.d_updates += 1
         for c in self.constraints:

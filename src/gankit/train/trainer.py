@@ -141,7 +141,8 @@ class Trainer:
         callbacks: :class:`~gankit.train.Callback` objects told of every step and epoch;
             each keeps its state in the checkpoints under its ``name``.
         schedules: ``{target: schedule}`` applied before every step (see
-            :mod:`gankit.schedules`: ``"g.lr"``, ``"d.beta2"``, a regulariser's name, ...).
+            :mod:`gankit.schedules`: ``"g.lr"``, ``"d.beta2"``, a regulariser's name, ...),
+            added to the recipe's own (``recipe.schedules``; these win for a target both name).
         grid_every_steps: also render the sample grid every this many steps.
         checkpoint_every_steps: also save ``checkpoints/step_NNNNNNN.pt`` every this many steps
             (besides ``last.pt`` and the recipe's ``checkpoint_every`` epochs).
@@ -305,7 +306,7 @@ class Trainer:
         scaling = precision == "fp16" and self.device.type == "cuda"
         self.scaler_g = torch.amp.GradScaler("cuda", enabled=scaling)
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=scaling)
-        self.schedules = dict(schedules or {})
+        self.schedules = {**(getattr(recipe, "schedules", None) or {}), **(schedules or {})}
         self.callbacks = list(callbacks)
         self.ema = self._find_ema(recipe)
         names = [c.name for c in self.callbacks]
@@ -489,6 +490,17 @@ class Trainer:
         with self.autocast():
             out = net(x, return_logits=self._use_logits, **kwargs) if self._probability_head else net(x, **kwargs)
         return out.float()
+
+    def logit_output(self, out: torch.Tensor) -> torch.Tensor:
+        """The discriminator output as a logit, whose sign says real (+) or fake (-).
+
+        A sigmoid head's probability ``p`` becomes ``log(p / (1 - p))``; logits stay as they
+        are. ADA's overfitting heuristic ``E[sign D(x)]`` is measured on this.
+        """
+        out = out.detach()
+        if self._probability_head and not self._use_logits:
+            out = torch.logit(out.float())
+        return out
 
     def mean_output(self, out: torch.Tensor) -> torch.Tensor:
         """Mean discriminator output as the original reports it (a probability for a sigmoid head)."""

@@ -88,6 +88,7 @@ def _images():
     return load_images("toy-faces", num_images=24, image_size=16, labels=True)
 
 
+@pytest.mark.slow  # three tiny trainings with spectral norm: about 35 s on the 2-core machine
 def test_sngan_resnet32_trains_checkpoints_resumes_bitwise_exports_and_samples(tmp_path):
     data = _images()
     torch.manual_seed(0)

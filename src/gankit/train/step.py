@@ -140,7 +140,8 @@ class StepContext:
             labels = None
         elif labels is None:
             labels = self.fake_labels if (x is self.fake and self.fake_labels is not None) else self.labels
-        return t.score(x, generator_step=self.side == "g", augment=augment, labels=labels)
+        extra = {} if labels is None else {"labels": labels}  # an engine without labels keeps working
+        return t.score(x, generator_step=self.side == "g", augment=augment, **extra)
 
 
 class GANStep:

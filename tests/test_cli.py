@@ -209,3 +209,37 @@ def test_broken_pipe_is_not_an_error():
     out = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "error" not in out.stderr
+
+
+def test_class_conditional_end_to_end_on_an_image_folder(tmp_path, capsys):
+    root = tmp_path / "folder"
+    for name, colour in (("blue", (0, 0, 255)), ("red", (255, 0, 0))):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (16, 16), colour).save(root / name / f"{i}.png")
+    run_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", "sngan_projection32", "--data", f"imagefolder:{root}", "--max-steps", "2",
+                         "--out", str(run_dir), "--set", "image_size=16", "--set", "base_channels=4", "--set",
+                         "z_dim=8", "--set", "num_classes=2", "--batch-size", "4", "--device", "cpu", "--no-progress")
+    assert code == 0, err
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    code, out, _ = run(capsys, "sample", str(ckpt), "--class", "red", "--n", "4", "--out", str(tmp_path / "red.png"))
+    assert code == 0 and "of class 1 (red)" in out
+    code, out, _ = run(capsys, "sample", str(ckpt), "--per-class", "3", "--out", str(tmp_path / "grid.png"))
+    assert code == 0 and "one row per class" in out
+    assert Image.open(tmp_path / "grid.png").size[1] < Image.open(tmp_path / "grid.png").size[0]  # 2 rows of 3
+    code, out, _ = run(capsys, "export", str(ckpt), "--out", str(tmp_path / "g.safetensors"))
+    assert code == 0
+    code, out, _ = run(capsys, "sample", str(tmp_path / "g.safetensors"), "--class", "blue", "--n", "2",
+                       "--out", str(tmp_path / "blue.png"))
+    assert code == 0 and "(blue)" in out
+    code, out, err = run(capsys, "eval", str(tmp_path / "g.safetensors"), "--data", f"imagefolder:{root}",
+                         "--per-class", "--metrics", "swd", "--num-samples", "8", "--device", "cpu",
+                         "--no-progress", "--json", str(tmp_path / "eval.json"))
+    assert code == 0, err
+    assert "blue: swd" in out and "red: swd" in out and "conditional accuracy" in out
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    assert set(saved["per_class"]["values"]) == {"blue", "red"}
+    assert saved["conditional_accuracy"]["chance"] == 0.5
+    code, _, err = run(capsys, "sample", str(ckpt), "--class", "green", "--out", str(tmp_path / "x.png"))
+    assert code == 2 and "unknown class 'green'" in one_line_error(err)

@@ -20,6 +20,8 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 PUBLIC_MODULES = [
     "gankit",
     "gankit.blocks",
+    "gankit.resblocks",
+    "gankit.conditional",
     "gankit.models",
     "gankit.layers",
     "gankit.init",

@@ -16,10 +16,12 @@ def test_forward_backward_finite(name, device):
     recipe = get_preset(name)
     g, d = recipe.generator.to(device), recipe.discriminator.to(device)
     z = torch.randn(4, recipe.z_dim, device=device)
-    fake = g(z)
+    # a class-conditional preset is called with labels (unconditional ones take none)
+    y = {"labels": torch.arange(4, device=device) % recipe.num_classes} if recipe.num_classes else {}
+    fake = g(z, **y)
     assert fake.shape == (4, recipe.channels, recipe.image_size, recipe.image_size)
     assert fake.device.type == device.type
-    out = d(fake)
+    out = d(fake, **y) if getattr(d, "takes_labels", False) else d(fake)
     assert out.shape == (4,)
     out.mean().backward()
     for net in (g, d):

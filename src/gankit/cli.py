@@ -369,6 +369,7 @@ def _train(args, out, overrides, ckpt, changed, run) -> int:
             root=args.data_root,
             progress=not args.no_progress and trainer.is_main,
             file_order=args.file_order,
+            **({"labels": True} if trainer.num_classes else {}),
         )
     if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for net in (recipe.generator, recipe.discriminator)
            for m in net.modules()):
@@ -425,11 +426,38 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     g = load_generator(args.checkpoint, device=device, ema=not args.raw)
     gen = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
-    images = generate(g, torch.randn(args.n, g.z_dim, generator=gen), device=device)
-    nrow = args.nrow or max(1, round(args.n**0.5))
+    n, labels, what = _sample_classes(args, g)
+    images = generate(g, torch.randn(n, g.z_dim, generator=gen), device=device, labels=labels)
+    nrow = args.per_class or args.nrow or max(1, round(n**0.5))
     path = _write_single(args, out, lambda: save_grid(((images + 1) / 2).clamp(0, 1), out, nrow))
-    print(f"wrote {args.n} samples to {path}")
+    print(f"wrote {n} samples{what} to {path}")
     return 0
+
+
+def _sample_classes(args: argparse.Namespace, g) -> tuple[int, object, str]:
+    """``(number of images, labels, description)`` for ``--class`` / ``--per-class``."""
+    import torch
+
+    from .errors import ConfigError
+    from .train.export import class_index, sample_labels
+
+    k = int(getattr(g, "num_classes", 0) or 0)
+    if (args.class_ is not None or args.per_class) and not k:
+        raise ConfigError("this generator is unconditional: --class and --per-class need a class-conditional one.")
+    if args.class_ is not None and args.per_class:
+        raise ConfigError("give --class (one class) or --per-class (a row per class), not both.")
+    if args.per_class:
+        _check_positive(args.per_class, "--per-class")
+        if args.per_class * k > MAX_SAMPLES:
+            raise ConfigError(f"--per-class {args.per_class} x {k} classes is more than {MAX_SAMPLES:,} images.")
+        labels = torch.arange(k).repeat_interleave(args.per_class)
+        return len(labels), labels, f" ({args.per_class} per class, one row per class)"
+    if args.class_ is not None:
+        c = class_index(g, args.class_)
+        names = getattr(g, "class_names", None) or []
+        shown = f"{c} ({names[c]})" if c < len(names) else str(c)
+        return args.n, sample_labels(g, args.n, c), f" of class {shown}"
+    return args.n, sample_labels(g, args.n), ""
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -514,6 +542,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     generator = load_generator(args.checkpoint, device=device, ema=not args.raw)  # a .pt or an export
     channels, image_size, _ = generator.out_shape
+    if args.per_class:
+        return _eval_per_class(args, generator, metrics, device, json_out)
     data = load_images(args.data, image_size=image_size, channels=channels, num_images=args.num_reference,
                        root=args.data_root, progress=not args.no_progress)
     result = evaluate_generator(
@@ -536,6 +566,39 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         _write_single(args, json_out,
                       lambda: atomic_write_bytes(json_out, lambda f: f.write(result.to_json().encode() + b"\n")))
+        print(f"wrote {json_out}")
+    return 0
+
+
+def _eval_per_class(args: argparse.Namespace, generator, metrics, device, json_out) -> int:
+    """``gankit eval --per-class``: intra-class metrics and the conditional accuracy."""
+    import json
+
+    from .data import load_images
+    from .errors import ConfigError
+    from .metrics import conditional_accuracy, per_class_evaluate, train_label_classifier
+
+    k = int(getattr(generator, "num_classes", 0) or 0)
+    if not k:
+        raise ConfigError("--per-class needs a class-conditional generator; this one is unconditional.")
+    channels, image_size, _ = generator.out_shape
+    data = load_images(args.data, image_size=image_size, channels=channels, num_images=args.num_reference,
+                       progress=not args.no_progress, labels=True)
+    if data.num_classes > k:
+        raise ConfigError(f"the reference data has {data.num_classes} classes, the generator {k}; evaluate on its data.")
+    names = list(generator.class_names or data.classes or [])
+    per_class = max(2, args.num_samples // k)
+    result = per_class_evaluate(generator, data.images, data.labels, metrics=metrics, num_per_class=per_class,
+                                seed=args.seed, device=device, class_names=names or None, extractor=args.extractor)
+    print(result)
+    clf = train_label_classifier(data.images, data.labels, num_classes=k, seed=args.seed)
+    acc = conditional_accuracy(generator, clf, num_per_class=per_class, seed=args.seed, device=device)
+    print(acc)
+    if json_out is not None:
+        from .train.checkpoint import atomic_write_bytes
+
+        text = json.dumps({"per_class": result.to_dict(), "conditional_accuracy": acc.to_dict()}, indent=2)
+        _write_single(args, json_out, lambda: atomic_write_bytes(json_out, lambda f: f.write(text.encode() + b"\n")))
         print(f"wrote {json_out}")
     return 0
 
@@ -691,6 +754,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="samples.png", help="PNG file to write (default samples.png)")
     p.add_argument("--seed", type=int, help="seed of the latents (default: random)")
     p.add_argument("--nrow", type=int, help="images per row (default: square-ish)")
+    p.add_argument("--class", dest="class_", metavar="CLASS",
+                   help="class-conditional generators: sample this class (an index or a class name)")
+    p.add_argument("--per-class", type=int, metavar="N",
+                   help="class-conditional generators: a grid of N images per class, one row per class")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     p.add_argument("--raw", action="store_true",
                    help="from a checkpoint of a run with a generator EMA: the raw generator, not the average")
@@ -762,6 +829,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the latents (default 0)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     p.add_argument("--json", metavar="FILE", help="also write the result with its provenance as JSON")
+    p.add_argument("--per-class", action="store_true",
+                   help="class-conditional generators: the metrics class by class (intra-class) and the "
+                        "conditional accuracy (a classifier trained on the labelled --data)")
     p.add_argument("--overwrite", action="store_true", help="replace a --json file that gankit did not write")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_eval)

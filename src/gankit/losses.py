@@ -44,6 +44,7 @@ __all__ = [
     "list_losses",
     "gradient_penalty",
     "r1_penalty",
+    "auxiliary_class_loss",
 ]
 
 
@@ -372,3 +373,24 @@ def r1_penalty(
     real = real.detach().requires_grad_(True)
     grad = _input_gradients(discriminator(real), real)
     return gamma / 2 * grad.flatten(1).pow(2).sum(dim=1).mean()
+
+
+def auxiliary_class_loss(class_logits: Tensor, labels: Tensor) -> Tensor:
+    """ACGAN's auxiliary classification loss (Odena et al. 2017): cross-entropy of the
+    discriminator's class logits against the classes the images are of (real) or were
+    generated for (fake). The discriminator minimises it on real and fake images, the
+    generator on its fakes.
+
+    Args:
+        class_logits: ``(N, K)`` logits of the auxiliary classifier.
+        labels: ``(N,)`` class indices.
+
+    Returns:
+        The mean cross-entropy (a scalar).
+
+    Example:
+        >>> import torch
+        >>> round(float(auxiliary_class_loss(torch.zeros(2, 4), torch.tensor([0, 3]))), 4)
+        1.3863
+    """
+    return F.cross_entropy(class_logits.float(), labels.long())

@@ -193,6 +193,13 @@ def _weight_and_bias(module: nn.Module) -> tuple[int, bool]:
     return params, trainable
 
 
+def _probe_labels(model: nn.Module, device) -> dict:
+    """``labels=`` (class 0) for a network that takes labels (a class-conditional one)."""
+    if int(getattr(model, "num_classes", 0) or 0) and (getattr(model, "takes_labels", True)):
+        return {"labels": torch.zeros(2, dtype=torch.long, device=device)}
+    return {}
+
+
 def layer_table(model: nn.Module, input_size: Sequence[int]) -> LayerTable:
     """Build a model's layer table by running one forward pass on a batch of two zeros.
 
@@ -237,7 +244,7 @@ def layer_table(model: nn.Module, input_size: Sequence[int]) -> LayerTable:
         param = next(probe.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
         with torch.no_grad():
-            probe(torch.zeros(2, *input_size, device=device))
+            probe(torch.zeros(2, *input_size, device=device), **_probe_labels(probe, device))
     finally:
         for h in handles:
             h.remove()

@@ -50,11 +50,15 @@ class CacheEntry:
         images: uint8 tensor (N, C, H, W).
         files: Names of the source files of the images, in order (may be empty).
         skipped: (file name, reason) pairs for unreadable source files.
+        labels: int64 labels of the images, or None when the cache holds none.
+        classes: class names (may be empty).
     """
 
     images: torch.Tensor
     files: list[str]
     skipped: list[tuple[str, str]]
+    labels: torch.Tensor | None = None
+    classes: list[str] | None = None
 
 
 def default_cache_dir() -> Path:
@@ -202,17 +206,23 @@ def load_cache(path: Path, expected: str) -> CacheEntry | None:
             if meta.get("fingerprint") != expected:
                 return None
             images = handle.get_tensor("images")
+            labels = handle.get_tensor("labels") if "labels" in handle.keys() else None
         files = json.loads(meta.get("files", "[]"))
+        classes = [str(c) for c in json.loads(meta.get("classes", "[]"))]
         skipped = [(str(name), str(reason)) for name, reason in json.loads(meta["skipped"])]
     except (OSError, ValueError, KeyError, TypeError, SafetensorError):
         return None  # a damaged cache is only a cache: rebuild it
     if images.dtype != torch.uint8 or images.dim() != 4:
         return None
-    return CacheEntry(images=images, files=[str(f) for f in files], skipped=skipped)
+    if labels is not None and (labels.dtype != torch.int64 or labels.shape != (images.shape[0],)):
+        return None
+    return CacheEntry(images=images, files=[str(f) for f in files], skipped=skipped, labels=labels,
+                      classes=classes)
 
 
 def save_cache(path: Path, images: torch.Tensor, expected: str, *,
-               files: list[str], skipped: list[tuple[str, str]], source: str) -> None:
+               files: list[str], skipped: list[tuple[str, str]], source: str,
+               labels: torch.Tensor | None = None, classes: list[str] | None = None) -> None:
     """Writes a cache file atomically (temporary file in the same folder, then ``os.replace``).
 
     Args:
@@ -222,6 +232,8 @@ def save_cache(path: Path, images: torch.Tensor, expected: str, *,
         files: Source file names of the images.
         skipped: (file name, reason) pairs of unreadable files, re-reported on every load.
         source: The folder or dataset, for people inspecting the cache.
+        labels: int64 labels of the images, stored beside them (None: none).
+        classes: class names, stored in the metadata.
 
     Raises:
         OSError: When the cache directory cannot be written.
@@ -236,10 +248,14 @@ def save_cache(path: Path, images: torch.Tensor, expected: str, *,
         "files": json.dumps(files),
         "skipped": json.dumps([list(item) for item in skipped]),
     }
+    tensors = {"images": images.contiguous()}
+    if labels is not None:
+        tensors["labels"] = labels.to(torch.int64).contiguous()
+        metadata["classes"] = json.dumps(list(classes or []))
     # Created by save_file itself, so that it honours the umask like any file.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
-        save_file({"images": images.contiguous()}, str(tmp), metadata=metadata)
+        save_file(tensors, str(tmp), metadata=metadata)
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)

@@ -22,11 +22,16 @@ class ImageTensorDataset(Dataset[torch.Tensor]):
         images: uint8 tensor (N, C, H, W) with C in {1, 3}.
         source: Where the images came from (folder, dataset name), for messages.
         files: Optional source file name of each image.
+        labels: Optional int64 class label of each image (class sub-folders, a dataset's
+            targets, the hair of ``toy-faces``); None for unlabeled data.
+        classes: Optional class names, ``classes[k]`` the name of label ``k``.
 
     Attributes:
         images: The uint8 tensor.
         source: The source description.
         files: The source file names (empty when unknown).
+        labels: The labels, or None (items stay images: read labels here).
+        classes: The class names (empty when unknown or unlabeled).
 
     Example:
         >>> ds = ImageTensorDataset(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
@@ -35,7 +40,8 @@ class ImageTensorDataset(Dataset[torch.Tensor]):
     """
 
     def __init__(self, images: torch.Tensor, *, source: str = "",
-                 files: Sequence[str] | None = None) -> None:
+                 files: Sequence[str] | None = None, labels: torch.Tensor | None = None,
+                 classes: Sequence[str] | None = None) -> None:
         if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
             raise TypeError("ImageTensorDataset needs a uint8 tensor of shape (N, C, H, W)")
         if images.dim() != 4 or images.shape[1] not in (1, 3):
@@ -43,9 +49,24 @@ class ImageTensorDataset(Dataset[torch.Tensor]):
                              f"got {tuple(images.shape)}")
         if files is not None and len(files) not in (0, len(images)):
             raise ValueError(f"got {len(files)} file names for {len(images)} images")
+        if labels is not None:
+            labels = torch.as_tensor(labels)
+            if labels.is_floating_point() or labels.dim() != 1 or len(labels) != len(images):
+                raise ValueError(f"labels must be one integer per image ({len(images)}), got "
+                                 f"{tuple(labels.shape)} {labels.dtype}")
+            labels = labels.long()
         self.images = images
         self.source = source
         self.files = list(files or [])
+        self.labels = labels
+        self.classes = list(classes or [])
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (0 for unlabeled data): the class names, or the largest label + 1."""
+        if self.labels is None:
+            return 0
+        return max(len(self.classes), int(self.labels.max()) + 1 if len(self.labels) else 0)
 
     def __len__(self) -> int:
         """Number of images."""
@@ -67,4 +88,5 @@ class ImageTensorDataset(Dataset[torch.Tensor]):
 
     def __repr__(self) -> str:
         n, c, h, w = self.images.shape
-        return f"ImageTensorDataset(source={self.source!r}, n={n}, shape=({c}, {h}, {w}))"
+        extra = f", classes={self.num_classes}" if self.labels is not None else ""
+        return f"ImageTensorDataset(source={self.source!r}, n={n}, shape=({c}, {h}, {w}){extra})"

@@ -116,6 +116,9 @@ class BatchLoader:
             CUDA; default: when ``device`` is CUDA and the images stay on the CPU.
         keep_on_device: Move all images to ``device`` once (default: for CUDA when they take
             at most a quarter of its free memory).
+        labels: Also yield labels: a ``(N,)`` integer tensor, or True for the dataset's own
+            (:attr:`ImageTensorDataset.labels`); batches are then ``(images, labels)`` pairs.
+            None/False (the default): batches are image tensors.
 
     Example:
         >>> images = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
@@ -135,8 +138,16 @@ class BatchLoader:
         device: torch.device | str | None = None,
         pin_memory: bool | None = None,
         keep_on_device: bool | None = None,
+        labels: torch.Tensor | bool | None = None,
     ) -> None:
         images = data.images if isinstance(data, ImageTensorDataset) else data
+        if labels is True:
+            labels = getattr(data, "labels", None)
+            if labels is None:
+                raise DataError("labels=True but the data has no labels; load it with labels "
+                                "(class sub-folders, load_images(..., labels=True))")
+        elif labels is False:
+            labels = None
         if not isinstance(images, torch.Tensor) or images.dim() != 4 or not (
             images.dtype == torch.uint8 or images.is_floating_point()
         ):
@@ -168,6 +179,12 @@ class BatchLoader:
         if keep_on_device and images.device != self.device:
             images = images.to(self.device)
         self.images = images
+        if labels is not None:
+            labels = torch.as_tensor(labels)
+            if labels.is_floating_point() or labels.dim() != 1 or len(labels) != n:
+                raise DataError(f"labels must be one integer per image ({n}), got {tuple(labels.shape)}")
+            labels = labels.long().to(images.device)
+        self.labels = labels
         on_host = images.device.type == "cpu"
         if pin_memory is None:
             pin_memory = on_host and self.device.type == "cuda"
@@ -257,7 +274,7 @@ class BatchLoader:
         self.set_epoch(self._epoch if epoch is None else epoch, start_batch)
         return iter(self)
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def __iter__(self) -> Iterator[Any]:
         """Yields the rest of the current epoch, then advances to the next epoch."""
         return self._run(self._epoch, self._batch)
 
@@ -271,6 +288,8 @@ class BatchLoader:
         for index in range(start, count):
             rows = order[index * self.batch_size:(index + 1) * self.batch_size]
             batch = self._gather(rows)
+            if self.labels is not None:
+                batch = (batch, self.labels.index_select(0, rows).to(self.device))
             # The position moves before the batch is handed over: a checkpoint taken after
             # using it resumes at the following batch (or at the next epoch).
             if index + 1 < count:

@@ -33,8 +33,15 @@ from gankit.data.standard import (
     parse_name,
     standard_images,
     standard_root,
+    standard_targets,
 )
-from gankit.data.toyfaces import DEFAULT_NUM_TOY_FACES, TOY_FACES_NAME, generate_toy_faces
+from gankit.data.toyfaces import (
+    DEFAULT_NUM_TOY_FACES,
+    TOY_FACES_CLASSES,
+    TOY_FACES_NAME,
+    generate_toy_faces,
+    toy_faces_labels,
+)
 from gankit.errors import ConfigError, DataError
 
 __all__ = ["load_images"]
@@ -59,6 +66,7 @@ def load_images(
     progress: bool = True,
     num_workers: int | None = None,
     file_order: str = "sorted",
+    labels: bool | None = None,
 ) -> ImageTensorDataset:
     """Loads a dataset as uint8 images (N, C, H, W) whose items are floats in [-1, 1].
 
@@ -92,6 +100,13 @@ def load_images(
             every machine) or ``"listing"`` (the file system's order, as the report's
             ``glob.glob`` listed them; use it only to replay a run on the same copy of the
             folder). With ``num_images`` the first files in that order are used.
+        labels: Attach class labels (:attr:`ImageTensorDataset.labels` and ``classes``): for
+            a folder, its class sub-folders (the ImageFolder layout: the first folder of each
+            image's path is its class, classes sorted by name; implies ``recursive``); for a
+            standard dataset, its targets (CIFAR, MNIST, SVHN, STL-10); for ``toy-faces``, the
+            hair of each face (10 classes, :func:`gankit.data.toyfaces.toy_faces_labels`).
+            None (default): labels for ``imagefolder:`` sources whose images all lie in
+            sub-folders, none otherwise; False: never.
 
     Returns:
         An :class:`ImageTensorDataset`.
@@ -114,18 +129,26 @@ def load_images(
     path = Path(text).expanduser()
     common = {"spec": spec, "cache_dir": cache_dir, "use_cache": use_cache, "strict": strict,
               "num_images": num_images, "progress": progress, "num_workers": num_workers}
-    if path.exists():  # an existing path always wins over a built-in name
-        return _load_folder(path, recursive=recursive, file_order=file_order, **common)
     name = text.strip().lower()
+    if path.exists():  # an existing path always wins over a built-in name
+        return _labelled_folder(path, recursive or bool(labels), file_order, common, bool(labels))
     if name in _TOY_FACES_ALIASES:
         count = num_images if num_images is not None else DEFAULT_NUM_TOY_FACES
-        return _load_toy_faces(count, spec, seed=seed, cache_dir=cache_dir, use_cache=use_cache)
+        dataset = _load_toy_faces(count, spec, seed=seed, cache_dir=cache_dir, use_cache=use_cache)
+        if labels:
+            return ImageTensorDataset(dataset.images, source=TOY_FACES_NAME,
+                                      labels=toy_faces_labels(count, seed=seed), classes=list(TOY_FACES_CLASSES))
+        return dataset
     if name.startswith("imagefolder:"):
         folder = Path(text.strip()[len("imagefolder:"):]).expanduser()
-        return _load_folder(folder, recursive=True, file_order=file_order, **common)
+        return _labelled_folder(folder, True, file_order, common, None if labels is None else bool(labels))
     parsed = parse_name(text)
     if parsed is not None:
-        return _load_standard(*parsed, root=root, download=download, **common)
+        dataset = _load_standard(*parsed, root=root, download=download, with_labels=bool(labels), **common)
+        if labels and dataset.labels is None:
+            raise DataError(f"{parsed[0]} has no class labels gankit can read (CelebA's attributes and LSUN "
+                            "are not classes); train an unconditional recipe on it or use labelled data")
+        return dataset
     if not any(sep in text for sep in ("/", os.sep, ".")) and not text.startswith("~"):
         raise DataError(
             f"unknown dataset {text!r} (and no such folder); valid names: {', '.join(dataset_names())}, "
@@ -174,6 +197,38 @@ def _load_toy_faces(count: int, spec: ImageSpec, *, seed: int, cache_dir, use_ca
     return ImageTensorDataset(images, source=TOY_FACES_NAME)
 
 
+def folder_classes(files: list[str]) -> tuple[list[str], dict[str, int]]:
+    """The classes of an ImageFolder layout from image paths relative to its root.
+
+    Args:
+        files: relative POSIX paths (``"cat/001.png"``).
+
+    Returns:
+        ``(sorted class names, {class name: index})``.
+
+    Raises:
+        DataError: when an image lies directly in the root (it belongs to no class).
+    """
+    loose = [f for f in files if "/" not in f]
+    if loose:
+        raise DataError(f"{len(loose)} image(s) lie directly in the folder (e.g. {loose[0]!r}), not in a class "
+                        "sub-folder; put every image in a folder named after its class (the ImageFolder layout)")
+    names = sorted({f.split("/", 1)[0] for f in files})
+    return names, {c: i for i, c in enumerate(names)}
+
+
+def _labelled_folder(folder: Path, recursive: bool, file_order: str, common: dict,
+                     labels: bool | None) -> ImageTensorDataset:
+    """A folder's images; with class labels when asked (True), or when they exist (None)."""
+    dataset = _load_folder(folder, recursive=recursive, file_order=file_order, **common)
+    if labels is False or (labels is None and any("/" not in f for f in dataset.files)):
+        return dataset
+    classes, index = folder_classes(dataset.files)
+    targets = torch.tensor([index[f.split("/", 1)[0]] for f in dataset.files], dtype=torch.long)
+    return ImageTensorDataset(dataset.images, source=dataset.source, files=dataset.files, labels=targets,
+                              classes=classes)
+
+
 def _spec(image_size: int, channels: int, center_crop: bool) -> ImageSpec:
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ConfigError(f"image_size must be a positive integer, got {image_size!r}")
@@ -183,9 +238,12 @@ def _spec(image_size: int, channels: int, center_crop: bool) -> ImageSpec:
 
 
 def _save(path: Path, images: torch.Tensor, expected: str, files: list[str],
-          skipped: list[tuple[str, str]], source: str) -> None:
+          skipped: list[tuple[str, str]], source: str,
+          targets: tuple[torch.Tensor, list[str]] | None = None) -> None:
     try:
-        save_cache(path, images, expected, files=files, skipped=skipped, source=source)
+        save_cache(path, images, expected, files=files, skipped=skipped, source=source,
+                   labels=None if targets is None else targets[0],
+                   classes=None if targets is None else targets[1])
     except OSError as err:
         # A read-only home must not stop training; it only costs a decode next time.
         warnings.warn(f"could not write the image cache {show_path(path)} ({err}); continuing "
@@ -244,7 +302,7 @@ def _load_folder(folder: Path, *, recursive: bool, spec: ImageSpec, file_order: 
 
 
 def _load_standard(name: str, split: str, *, root: str | os.PathLike[str] | None,
-                   download: bool, spec: ImageSpec, cache_dir: str | os.PathLike[str] | None,
+                   download: bool, spec: ImageSpec, with_labels: bool = False, cache_dir: str | os.PathLike[str] | None,
                    use_cache: bool, strict: bool, num_images: int | None, progress: bool,
                    num_workers: int | None) -> ImageTensorDataset:
     cdir = resolve_cache_dir(cache_dir)
@@ -258,8 +316,11 @@ def _load_standard(name: str, split: str, *, root: str | os.PathLike[str] | None
     expected = fingerprint(slot)
     path = cache_file(cdir, label, slot)
     entry = load_cache(path, expected) if use_cache else None
-    if entry is not None:
+    targets = standard_targets(dataset, count)
+    if entry is not None and not (with_labels and targets is not None and entry.labels is None):
         warn_skipped(label, entry.skipped, count, strict=strict)
+        if with_labels and entry.labels is not None:
+            return ImageTensorDataset(entry.images, source=label, labels=entry.labels, classes=entry.classes)
         return ImageTensorDataset(entry.images, source=label)
 
     skipped: list[tuple[str, str]] = []
@@ -277,7 +338,10 @@ def _load_standard(name: str, split: str, *, root: str | os.PathLike[str] | None
         for index in tqdm(range(count), desc=f"decoding {label}", unit="img",
                           disable=not progress):
             images[index] = prepare_pil(get(index), spec, transform)
+    kept = None if skipped else targets  # (CelebA alone skips files, and has no classes)
     if use_cache and len(images):
-        _save(path, images, expected, [], skipped, label)
+        _save(path, images, expected, [], skipped, label, kept)
     warn_skipped(label, skipped, count, strict=strict)
+    if with_labels and kept is not None:
+        return ImageTensorDataset(images, source=label, labels=kept[0], classes=kept[1])
     return ImageTensorDataset(images, source=label)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -196,3 +197,29 @@ def standard_root(root: str | os.PathLike[str] | None, cache_dir: Path) -> Path:
         PosixPath('/c/datasets')
     """
     return Path(root).expanduser().resolve() if root is not None else cache_dir / "datasets"
+
+
+def standard_targets(dataset: Dataset[Any], count: int) -> tuple[torch.Tensor, list[str]] | None:
+    """The class labels (and class names) of the first ``count`` items of a torchvision dataset.
+
+    Read from the dataset's ``targets`` (CIFAR, MNIST, Fashion-MNIST) or ``labels`` (SVHN,
+    STL-10) without decoding any image; class names from ``classes`` when it has them.
+
+    Args:
+        dataset: A torchvision dataset.
+        count: How many items.
+
+    Returns:
+        ``(labels, class names)``, or None for a dataset without class labels (CelebA's
+        attributes and LSUN are not classes).
+    """
+    for attr in ("targets", "labels"):
+        values = getattr(dataset, attr, None)
+        if values is None:
+            continue
+        labels = torch.as_tensor(values[:count] if not isinstance(values, torch.Tensor) else values[:count])
+        if labels.dim() != 1 or labels.is_floating_point():
+            return None
+        names = [str(c) for c in getattr(dataset, "classes", None) or []]
+        return labels.long(), names
+    return None

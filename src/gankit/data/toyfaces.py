@@ -18,7 +18,14 @@ import torch
 
 from gankit.data.convert import rgb_to_gray_uint8
 
-__all__ = ["generate_toy_faces", "TOY_FACES_NAME", "DEFAULT_NUM_TOY_FACES", "BLOCK"]
+__all__ = [
+    "generate_toy_faces",
+    "toy_faces_labels",
+    "TOY_FACES_CLASSES",
+    "TOY_FACES_NAME",
+    "DEFAULT_NUM_TOY_FACES",
+    "BLOCK",
+]
 
 #: The built-in dataset name.
 TOY_FACES_NAME = "toy-faces"
@@ -37,6 +44,14 @@ _HAIR = torch.tensor([
     [28, 22, 18], [62, 40, 24], [110, 70, 38], [160, 110, 60], [225, 195, 120],
     [170, 80, 35], [185, 185, 190], [40, 40, 60],
 ]) / 255.0
+#: The classes of ``toy-faces`` (:func:`toy_faces_labels`): the eight hair colours of the
+#: palette, then hair of a random colour, then bald.
+TOY_FACES_CLASSES = ("black", "dark-brown", "brown", "light-brown", "blond", "auburn", "grey", "blue-black",
+                     "wild", "bald")
+# The columns of _Params that decide the hair (see _render's draw order): the palette
+# index, the chance of a wild colour, the chance of baldness.
+_HAIR_COLUMN, _WILD_COLUMN, _BALD_COLUMN = 20, 24, 29
+
 _IRIS = torch.tensor([
     [80, 50, 25], [40, 90, 160], [50, 120, 70], [30, 25, 20], [120, 110, 60], [90, 120, 150],
 ]) / 255.0
@@ -224,4 +239,35 @@ def generate_toy_faces(n: int = DEFAULT_NUM_TOY_FACES, image_size: int = 64, *, 
             if channels == 1:
                 pixels = rgb_to_gray_uint8(pixels)
             out[block_start + start:block_start + stop] = pixels
+    return out
+
+
+def toy_faces_labels(n: int = DEFAULT_NUM_TOY_FACES, *, seed: int = 0) -> torch.Tensor:
+    """The class of each of the first ``n`` toy faces: its hair (one of 10 classes).
+
+    Class ``k < 8`` is hair of palette colour ``k`` (:data:`TOY_FACES_CLASSES` names them),
+    8 is hair of a random ("wild") colour and 9 is bald; about 10% of the faces each. The
+    labels are read from the same drawn parameters as the images (they do not depend on
+    the image size), so they match :func:`generate_toy_faces` with the same ``seed``.
+
+    Args:
+        n: number of faces.
+        seed: the seed of :func:`generate_toy_faces`.
+
+    Returns:
+        int64 tensor ``(n,)`` of classes 0..9.
+
+    Example:
+        >>> toy_faces_labels(8, seed=0).tolist()  # doctest: +SKIP
+        [9, 2, ...]
+    """
+    if n < 0:
+        raise ValueError(f"bad toy-faces count n={n}")
+    out = torch.empty(n, dtype=torch.long)
+    for block_start in range(0, n, BLOCK):
+        u = _Params.draw(_block_generator(seed, block_start // BLOCK), BLOCK)._u
+        count = min(BLOCK, n - block_start)
+        hair = (u[:count, _HAIR_COLUMN] * len(_HAIR)).long().clamp_max(len(_HAIR) - 1)
+        hair = torch.where(u[:count, _WILD_COLUMN] < 0.12, 8, hair)
+        out[block_start:block_start + count] = torch.where(u[:count, _BALD_COLUMN] < 0.08, 9, hair)
     return out

@@ -27,6 +27,14 @@ Example:
     1.0
 """
 
+from gankit.metrics.conditional import (
+    ConditionalAccuracy,
+    LabelClassifier,
+    PerClassResult,
+    conditional_accuracy,
+    per_class_evaluate,
+    train_label_classifier,
+)
 from gankit.metrics.diversity import MS_SSIM_BETAS, ms_ssim_diversity, ms_ssim_settings
 from gankit.metrics.evaluate import (
     FEATURE_METRICS,
@@ -69,6 +77,12 @@ from gankit.metrics.stats import (
 from gankit.metrics.swd import SWD_SETTINGS, laplacian_pyramid, sliced_wasserstein_distance
 
 __all__ = [
+    "ConditionalAccuracy",
+    "LabelClassifier",
+    "PerClassResult",
+    "conditional_accuracy",
+    "per_class_evaluate",
+    "train_label_classifier",
     "EXTRACTOR_NAMES",
     "FEATURE_METRICS",
     "IMAGE_METRICS",

@@ -2,7 +2,7 @@
 
 Example:
     >>> from gankit.presets import dcgan_task1, get_preset, list_presets
-    >>> list_presets()
+    >>> list_presets("*task*")
     ['dcgan_task1', 'dcgan_task1_stable', 'r3gan_task1', 'sngan_task1', 'wgan_gp_task2', 'wgan_task2', 'wgan_task2_paper']
     >>> recipe = get_preset("dcgan_task1", batch_size=128)
 """
@@ -23,6 +23,7 @@ from ._registry import (
     register_preset,
 )
 from .report import TASK2_STAGES, dcgan_task1, finish_recipe, report_wgan_generator, wgan_task2
+from .resnet import sngan_projection32, sngan_resnet32, sngan_resnet64
 from .stable import (
     DCGAN_STABLE_ABLATION,
     dcgan_task1_stable,
@@ -57,4 +58,7 @@ __all__ = [
     "r3gan_task1",
     "dcgan_task1_stable",
     "DCGAN_STABLE_ABLATION",
+    "sngan_resnet32",
+    "sngan_resnet64",
+    "sngan_projection32",
 ]

@@ -55,6 +55,8 @@ class RecipeSettings:
         z_dim: latent size; latents are ``torch.randn(batch, z_dim)``.
         image_size: side of the square images.
         channels: image channels.
+        num_classes: classes of a class-conditional recipe (0: unconditional); its data
+            must carry labels ``0..num_classes-1``.
         base_channels: width of the networks (channels next to the image).
         batch_size: real images per step.
         epochs: passes over the data.
@@ -104,6 +106,7 @@ class RecipeSettings:
     z_dim: int = 100
     image_size: int = 64
     channels: int = 3
+    num_classes: int = 0
     base_channels: int = 64
     batch_size: int = 64
     epochs: int = 51
@@ -134,7 +137,7 @@ class RecipeSettings:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}.")
-        for name in ("epochs", "checkpoint_every", "decay_images"):
+        for name in ("epochs", "checkpoint_every", "decay_images", "num_classes"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"{name} must be a non-negative integer, got {v!r}.")

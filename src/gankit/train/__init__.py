@@ -7,9 +7,10 @@ from .ema import GeneratorEMA
 from .export import export_generator, load_generator
 from .loggers import Logger, TensorBoardLogger
 from .seeding import seed_everything
-from .step import GANStep, StepContext, StepSchedule
+from .step import ACGANStep, GANStep, StepContext, StepSchedule
 from .trainer import Trainer, resolve_device
 
 __all__ = ["Trainer", "resolve_device", "atomic_save", "load_checkpoint", "export_generator", "load_generator",
            "seed_everything", "Batch", "as_batch", "Callback", "TraceLog",
-           "tensor_digest", "Logger", "TensorBoardLogger", "GANStep", "StepContext", "StepSchedule", "GeneratorEMA"]
+           "tensor_digest", "Logger", "TensorBoardLogger", "GANStep", "ACGANStep", "StepContext", "StepSchedule",
+           "GeneratorEMA"]

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..metrics import MetricResult, evaluate
-from .export import generate
+from .export import generate, sample_labels
 
 __all__ = ["dataset_id", "evaluate_generator"]
 
@@ -50,6 +50,7 @@ def evaluate_generator(
 
     Latents come from a private generator seeded with ``seed``, so evaluating during
     training leaves torch's global RNG -- and so the faithful latent stream -- untouched.
+    A class-conditional generator is sampled with its classes in turn (``i % num_classes``).
 
     Args:
         generator: maps ``(n, z_dim)`` latents to images in [-1, 1].
@@ -69,7 +70,8 @@ def evaluate_generator(
         The :class:`~gankit.metrics.MetricResult`.
     """
     z = torch.randn(num_samples, z_dim, generator=torch.Generator().manual_seed(seed))
-    fake = generate(generator, z, device=device, batch_size=batch_size)
+    # a class-conditional generator samples its classes in turn (i % num_classes)
+    fake = generate(generator, z, device=device, batch_size=batch_size, labels=sample_labels(generator, num_samples))
     return evaluate(
         fake,
         reference,

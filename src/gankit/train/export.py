@@ -16,14 +16,15 @@ from ..presets import Recipe, get_preset
 from .checkpoint import atomic_write_bytes, clean_message
 from .ema import ema_weights
 
-__all__ = ["export_generator", "load_generator", "generator_from_checkpoint", "generate"]
+__all__ = ["export_generator", "load_generator", "generator_from_checkpoint", "generate", "sample_labels", "class_index"]
 
 FORMAT = "gankit-generator"
 
 
 @torch.no_grad()
 def generate(
-    generator: torch.nn.Module, z: torch.Tensor, *, device: str | torch.device = "cpu", batch_size: int = 256
+    generator: torch.nn.Module, z: torch.Tensor, *, device: str | torch.device = "cpu", batch_size: int = 256,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run a generator on latents in chunks, in eval mode (its previous mode is restored).
 
@@ -32,6 +33,7 @@ def generate(
         z: the latents (any device; each chunk is moved to ``device``).
         device: where the generator runs.
         batch_size: latents per forward pass.
+        labels: ``(n,)`` classes for a class-conditional generator (passed as ``labels=``).
 
     Returns:
         The images as float32 on the CPU, in the generator's output range ([-1, 1] for tanh).
@@ -39,9 +41,73 @@ def generate(
     was_training = generator.training
     generator.eval()
     try:
-        return torch.cat([generator(c.to(device)).float().cpu() for c in z.split(batch_size)])
+        if labels is None:
+            return torch.cat([generator(c.to(device)).float().cpu() for c in z.split(batch_size)])
+        if len(labels) != len(z):
+            raise ConfigError(f"got {len(labels)} labels for {len(z)} latents; give one label per image.")
+        return torch.cat([generator(c.to(device), labels=y.to(device)).float().cpu()
+                          for c, y in zip(z.split(batch_size), labels.split(batch_size))])
     finally:
         generator.train(was_training)
+
+
+def class_index(generator: torch.nn.Module, label: int | str) -> int:
+    """The index of one class of a conditional generator, from an index or a class name.
+
+    Args:
+        generator: a class-conditional generator (``num_classes`` > 0).
+        label: a class index, its text (``"3"``), or a class name (``generator.class_names``).
+
+    Returns:
+        The index.
+
+    Raises:
+        ConfigError: for an unconditional generator, or an unknown class (naming the valid ones).
+    """
+    k = int(getattr(generator, "num_classes", 0) or 0)
+    if not k:
+        raise ConfigError("this generator is unconditional: it has no classes to choose from.")
+    names = list(getattr(generator, "class_names", None) or [])
+    if isinstance(label, str):
+        if label in names:
+            return names.index(label)
+        if not label.strip().lstrip("-").isdigit():
+            known = f"one of {', '.join(names)}" if names else f"an index 0..{k - 1} (this generator has no class names)"
+            raise ConfigError(f"unknown class {label!r}; give {known}.")
+        label = int(label)
+    if isinstance(label, bool) or not 0 <= int(label) < k:
+        raise ConfigError(f"class {label!r} is out of range; this generator has classes 0..{k - 1}.")
+    return int(label)
+
+
+def sample_labels(generator: torch.nn.Module, n: int, labels=None) -> torch.Tensor | None:
+    """The ``(n,)`` classes to sample a generator with: None for an unconditional one.
+
+    Args:
+        generator: the generator.
+        n: number of images.
+        labels: one class (index or name) for all, ``n`` of them, or None for the classes
+            in turn (``i % num_classes``).
+
+    Returns:
+        An int64 tensor, or None for an unconditional generator (which refuses labels).
+    """
+    from .trainer import _unwrap
+
+    net = _unwrap(generator)
+    k = int(getattr(net, "num_classes", 0) or 0)
+    if not k:
+        if labels is not None:
+            raise ConfigError("this generator is unconditional: it takes no labels.")
+        return None
+    if labels is None:
+        return torch.arange(n) % k
+    if isinstance(labels, (int, str)):
+        return torch.full((n,), class_index(net, labels), dtype=torch.long)
+    y = torch.as_tensor([class_index(net, int(v)) for v in torch.as_tensor(labels).reshape(-1).tolist()])
+    if len(y) != n:
+        raise ConfigError(f"got {len(y)} labels for {n} images; give one class or one per image.")
+    return y
 
 
 def export_generator(generator: torch.nn.Module, recipe: Recipe, path: str | os.PathLike) -> Path:
@@ -63,6 +129,10 @@ def export_generator(generator: torch.nn.Module, recipe: Recipe, path: str | os.
         "z_dim": str(recipe.settings.z_dim),
         "gankit_version": __version__,
     }
+    k = int(getattr(generator, "num_classes", 0) or 0)
+    if k:  # a conditional generator keeps its classes (unconditional exports are unchanged)
+        meta["num_classes"] = str(k)
+        meta["class_names"] = json.dumps(list(getattr(generator, "class_names", None) or []))
     return atomic_write_bytes(path, lambda f: f.write(save(tensors, metadata=meta)))
 
 
@@ -92,6 +162,9 @@ def generator_from_checkpoint(path: str | os.PathLike, device: str | torch.devic
             recipe = rebuild_recipe(ckpt, source=str(path))
         averaged = ema_weights(ckpt) if ema else None
         recipe.generator.load_state_dict(ckpt["generator"] if averaged is None else averaged)
+        names = ckpt.get("class_names")
+        if isinstance(names, list) and names and getattr(recipe.generator, "num_classes", 0):
+            recipe.generator.class_names = [str(n) for n in names]
     except (ConfigError, RuntimeError, KeyError, TypeError, ValueError) as err:
         raise CheckpointError(
             f"{path} does not fit its preset {ckpt['preset']!r}: {clean_message(err, 120)}"
@@ -157,6 +230,9 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
             recipe = get_preset(preset, **overrides)
         generator = recipe.generator
         generator.load_state_dict(tensors)
+        names = json.loads(meta.get("class_names", "[]"))
+        if names and getattr(generator, "num_classes", 0):
+            generator.class_names = [str(n) for n in names]
     except (ConfigError, RuntimeError, KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{p} does not fit its preset {preset!r}: {clean_message(err, 120)}") from None
     return generator.to(device).eval()

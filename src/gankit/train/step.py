@@ -41,7 +41,7 @@ from .batch import Batch
 if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer
 
-__all__ = ["StepSchedule", "StepContext", "GANStep"]
+__all__ = ["StepSchedule", "StepContext", "GANStep", "ACGANStep"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,8 @@ class StepContext:
         real: real images of the micro-batch.
         labels: their labels, or None.
         z: the latents of the micro-batch.
+        fake_labels: the classes the fakes were generated for (None for an unconditional
+            generator; the real batch's labels by default, see ``GANStep(fake_labels=...)``).
         fake: generated images (detached in the discriminator step).
         real_out: discriminator outputs on ``real`` (None in a generator step whose
             objective does not use them).
@@ -116,16 +118,30 @@ class StepContext:
     real_out: Tensor | None = None
     fake_out: Tensor | None = None
     logs: dict[str, Tensor] = field(default_factory=dict)
+    fake_labels: Tensor | None = None
 
-    def score(self, x: Tensor, *, augment: bool = True) -> Tensor:
+    def score(self, x: Tensor, *, labels: Tensor | None = None, augment: bool = True) -> Tensor:
         """The discriminator's scores of ``x`` through the engine (as the objective wants them).
+
+        A discriminator that scores images given their class (``takes_labels``: a projection
+        head) receives ``labels``; by default :attr:`fake_labels` when ``x`` is :attr:`fake`
+        and :attr:`labels` otherwise (real images, and the interpolations or perturbed
+        copies a regulariser scores; with the default ``fake_labels="real"`` both are the
+        same). An unconditional discriminator never receives labels.
 
         Args:
             x: images.
+            labels: their classes (see above for the default).
             augment: apply the step's input augmentation first (the default), as every
                 discriminator call of the step does.
         """
-        return self.trainer.score(x, generator_step=self.side == "g", augment=augment)
+        t = self.trainer
+        if not getattr(t, "discriminator_takes_labels", False):
+            labels = None
+        elif labels is None:
+            labels = self.fake_labels if (x is self.fake and self.fake_labels is not None) else self.labels
+        extra = {} if labels is None else {"labels": labels}  # an engine without labels keeps working
+        return t.score(x, generator_step=self.side == "g", augment=augment, **extra)
 
 
 class GANStep:
@@ -145,6 +161,11 @@ class GANStep:
             step (:meth:`~gankit.augment.Augmentation.observe`), is told of every
             discriminator update (:meth:`~gankit.augment.Augmentation.update`, whose values
             are logged) and is checkpointed with the step. None: no augmentation.
+        fake_labels: for a class-conditional generator, the classes the fakes of a step are
+            generated for: ``"real"`` (the default: the labels of the real batch, so fakes
+            and reals have the same classes and every discriminator call of the step sees
+            one set of labels) or ``"uniform"`` (drawn uniformly with ``torch.randint`` on
+            the global CPU generator, after the latents, as torch-mimicry and BigGAN do).
 
     Example:
         >>> from gankit.regularizers import R1Penalty
@@ -162,8 +183,12 @@ class GANStep:
         schedule: StepSchedule | None = None,
         accumulate: int = 1,
         augment: Augmentation | None = None,
+        fake_labels: str = "real",
     ) -> None:
         self.objective = get_loss(objective)
+        if fake_labels not in ("real", "uniform"):
+            raise ConfigError(f"fake_labels must be 'real' or 'uniform', got {fake_labels!r}.")
+        self.fake_labels = fake_labels
         if augment is not None and not isinstance(augment, Augmentation):
             raise ConfigError(f"augment must be a gankit.augment.Augmentation (DiffAugment, ADA), got "
                               f"{type(augment).__name__}; wrap your function in an Augmentation subclass.")
@@ -197,6 +222,11 @@ class GANStep:
 
     def __call__(self, batch: Batch, *, generator_phase: bool) -> dict[str, Tensor | None]:
         """Run one step on ``batch``; returns the logged values (0-d tensors)."""
+        t = self._engine()
+        if getattr(t, "num_classes", 0) and batch.labels is None:
+            raise ConfigError(f"the recipe is class-conditional ({t.num_classes} classes) but the data has no "
+                              "labels; train on labelled data (class sub-folders with imagefolder:PATH, a "
+                              "dataset loaded with labels=True, or (images, labels) batches).")
         logs: dict[str, Tensor | None] = {}
         g_first = self.schedule.order == "g_first"
         if generator_phase and g_first:
@@ -221,13 +251,14 @@ class GANStep:
         """
         t = self._engine()
         z_all = t.latents(len(batch))
+        y_all = self.draw_fake_labels(batch)
         due = [r for r in self.terms("d") if r.due(self.d_updates)]
         logs: dict[str, Tensor] = {}
         with t.optimize("d") as opt:
-            for mb, z in self._micro(batch, z_all):
+            for mb, z, y in self._micro(batch, z_all, y_all):
                 with torch.no_grad():  # the fakes are detached anyway: no graph for G
-                    fake = t.generate(z)
-                ctx = StepContext(t, "d", mb.images, mb.labels, z, fake)
+                    fake = t.generate(z, y)
+                ctx = StepContext(t, "d", mb.images, mb.labels, z, fake, fake_labels=y)
                 loss, values = self.d_loss(ctx)
                 if self.augment is not None and ctx.real_out is not None:
                     self.augment.observe(t.logit_output(ctx.real_out))
@@ -261,11 +292,12 @@ class GANStep:
         """
         t = self._engine()
         z_all = t.latents(len(batch))
+        y_all = self.draw_fake_labels(batch)
         due = [r for r in self.terms("g") if r.due(self.g_updates)]
         logs: dict[str, Tensor] = {}
         with t.optimize("g") as opt, t.frozen_discriminator():
-            for mb, z in self._micro(batch, z_all):
-                ctx = StepContext(t, "g", mb.images, mb.labels, z, t.generate(z))
+            for mb, z, y in self._micro(batch, z_all, y_all):
+                ctx = StepContext(t, "g", mb.images, mb.labels, z, t.generate(z, y), fake_labels=y)
                 loss, values = self.g_loss(ctx)
                 self._backward(opt, ctx, loss, values, due, logs, "loss_g")
         self.g_updates += 1
@@ -295,18 +327,30 @@ class GANStep:
         values[key] = loss.detach()
         _accumulate(logs, values, self.accumulate)
 
+    def draw_fake_labels(self, batch: Batch) -> Tensor | None:
+        """The classes of one batch of fakes: None for an unconditional generator, else the
+        real batch's labels (``fake_labels="real"``) or uniform draws (``"uniform"``)."""
+        t = self._engine()
+        k = getattr(t, "num_classes", 0)
+        if not k:
+            return None
+        if self.fake_labels == "real":
+            return batch.labels
+        return torch.randint(k, (len(batch),)).to(batch.images.device, non_blocking=True)
+
     def _engine(self) -> Trainer:
         if self.trainer is None:
             raise ConfigError("this GANStep is not attached to a trainer; pass it as Trainer(..., step=...).")
         return self.trainer
 
-    def _micro(self, batch: Batch, z: Tensor):
+    def _micro(self, batch: Batch, z: Tensor, y: Tensor | None = None):
         if self.accumulate == 1:
-            return [(batch, z)]
+            return [(batch, z, y)]
         if len(batch) % self.accumulate:
             raise ConfigError(f"a batch of {len(batch)} images does not split into {self.accumulate} "
                               "equal micro-batches; use a batch size divisible by accumulate.")
-        return list(zip(batch.split(self.accumulate), z.chunk(self.accumulate)))
+        ys = [None] * self.accumulate if y is None else y.chunk(self.accumulate)
+        return list(zip(batch.split(self.accumulate), z.chunk(self.accumulate), ys))
 
     def state_dict(self) -> dict[str, Any]:
         """Counters, regulariser weights and states, the augmentation's state (saved in checkpoints)."""
@@ -327,6 +371,74 @@ class GANStep:
             r.load_state_dict(saved)
         if self.augment is not None and "augment" in state:
             self.augment.load_state_dict(state["augment"])
+
+
+class ACGANStep(GANStep):
+    """The ACGAN step (Odena et al. 2017): the adversarial objective plus an auxiliary
+    classification loss, for a discriminator with an
+    :class:`~gankit.conditional.AuxClassifierHead` and a class-conditional generator.
+
+    The discriminator minimises ``objective + class_weight * (CE(real) + CE(fake))`` -- the
+    class logits of real images against their labels, of fakes against the classes they
+    were generated for -- and the generator ``objective + class_weight * CE(fake)``
+    (:func:`~gankit.losses.auxiliary_class_loss`). Both are logged (``class_d``, ``class_g``).
+
+    Args:
+        objective: the adversarial loss.
+        class_weight: weight of the auxiliary loss (1 in ACGAN).
+        **kwargs: as :class:`GANStep` (regularisers, constraints, schedule, ``fake_labels``...).
+
+    Example:
+        >>> step = ACGANStep("hinge", class_weight=1.0)
+        >>> step.class_weight
+        1.0
+    """
+
+    def __init__(self, objective: str | AdversarialLoss = "bce", *, class_weight: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(objective, **kwargs)
+        if not class_weight >= 0:
+            raise ConfigError(f"class_weight must be >= 0, got {class_weight!r}.")
+        self.class_weight = float(class_weight)
+
+    @staticmethod
+    def _class_logits(ctx: StepContext) -> Tensor:
+        from .trainer import _unwrap
+
+        head = getattr(_unwrap(ctx.trainer.discriminator), "head", None)
+        logits = getattr(head, "class_logits", None)
+        if logits is None:
+            raise ConfigError("ACGANStep needs a discriminator with an AuxClassifierHead (class logits); "
+                              "build it with gankit.conditional.AuxClassifierHead.")
+        return logits
+
+    def d_loss(self, ctx: StepContext) -> tuple[Tensor, dict[str, Tensor]]:
+        """The objective plus the class loss on real and fake images."""
+        from ..losses import auxiliary_class_loss
+
+        if ctx.labels is None or ctx.fake_labels is None:
+            raise ConfigError("ACGANStep needs labelled data and a class-conditional generator.")
+        ctx.real_out = ctx.score(ctx.real)
+        real_cls = self._class_logits(ctx)
+        ctx.fake_out = ctx.score(ctx.fake)
+        fake_cls = self._class_logits(ctx)
+        t = ctx.trainer
+        cls = auxiliary_class_loss(real_cls, ctx.labels) + auxiliary_class_loss(fake_cls, ctx.fake_labels)
+        loss = t.objective.d_loss(ctx.real_out, ctx.fake_out) + self.class_weight * cls
+        return loss, {"d_real": t.mean_output(ctx.real_out), "d_fake": t.mean_output(ctx.fake_out),
+                      "class_d": cls.detach()}
+
+    def g_loss(self, ctx: StepContext) -> tuple[Tensor, dict[str, Tensor]]:
+        """The objective plus the class loss of the fakes."""
+        from ..losses import auxiliary_class_loss
+
+        if ctx.fake_labels is None:
+            raise ConfigError("ACGANStep needs a class-conditional generator.")
+        objective = ctx.trainer.objective
+        if objective.g_uses_real:
+            ctx.real_out = ctx.score(ctx.real)
+        ctx.fake_out = ctx.score(ctx.fake)
+        cls = auxiliary_class_loss(self._class_logits(ctx), ctx.fake_labels)
+        return objective.generator_loss(ctx.fake_out, ctx.real_out) + self.class_weight * cls, {"class_g": cls.detach()}
 
 
 def _accumulate(logs: dict[str, Tensor], values: dict[str, Tensor], parts: int) -> None:

@@ -292,6 +292,7 @@ class Trainer:
             self.generator = _dist.convert_sync_batchnorm(self.generator, self.dist)
             self.discriminator = _dist.convert_sync_batchnorm(self.discriminator, self.dist)
         self.opt_g, self.opt_d = recipe.build_optimizers()
+        self._check_conditional()
 
         # -- the step, and the objective as the numerics need it
         self.step_fn: GANStep = step if step is not None else recipe.make_step()
@@ -372,6 +373,26 @@ class Trainer:
         )
         if self.dist is not None:  # same weights and z_sample everywhere; own latents per rank
             _dist.seed_rank_streams(self.dist, torch.initial_seed())
+
+    def _check_conditional(self) -> None:
+        """Read which networks take labels (:attr:`num_classes`, :attr:`discriminator_takes_labels`)."""
+        g, d = _unwrap(self.generator), _unwrap(self.discriminator)
+        #: classes of a class-conditional generator (0: unconditional).
+        self.num_classes = int(getattr(g, "num_classes", 0) or 0)
+        #: whether the discriminator scores images given their labels (a projection head).
+        self.discriminator_takes_labels = bool(getattr(d, "takes_labels", False))
+        d_classes = int(getattr(d, "num_classes", 0) or 0)
+        if d_classes and not self.num_classes:
+            raise ConfigError(f"the discriminator knows {d_classes} classes but the generator is unconditional; "
+                              "build both networks with the same num_classes.")
+        if self.num_classes and d_classes and d_classes != self.num_classes:
+            raise ConfigError(f"the generator has {self.num_classes} classes and the discriminator {d_classes}; "
+                              "build both networks with the same num_classes.")
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Names of the classes of a conditional generator (from the data it trained on), or None."""
+        return getattr(_unwrap(self.generator), "class_names", None)
 
     def _find_ema(self, recipe: Recipe) -> GeneratorEMA | None:
         """The generator EMA: one among the callbacks, else the recipe's (added to them)."""
@@ -637,6 +658,8 @@ class Trainer:
         elif getattr(self.step_fn, "augment", None) is not None:
             problem = ("cuda_graph does not support input augmentation (its probability and "
                        "adaptive updates would be captured)")
+        elif self.num_classes:
+            problem = "cuda_graph does not support class-conditional networks (labels are not captured)"
         if problem:
             raise ConfigError(f"{problem}; train without cuda_graph (drop --cuda-graph).")
 
@@ -644,7 +667,7 @@ class Trainer:
 
     @torch.no_grad()
     def sample(self, n: int, seed: int | None = None, *, batch_size: int = 256,
-               ema: bool | None = None) -> torch.Tensor:
+               ema: bool | None = None, labels: Any = None) -> torch.Tensor:
         """Generate ``n`` images in [0, 1] (generator in eval mode, then back as it was).
 
         Args:
@@ -654,29 +677,40 @@ class Trainer:
             batch_size: images generated per forward pass.
             ema: which generator (see :meth:`sampling_generator`): by default the averaged
                 one when the trainer has a :class:`~gankit.train.GeneratorEMA`.
+            labels: for a class-conditional generator, the classes: one class (an index or
+                a class name) for all ``n`` images, or ``n`` of them (a sequence or tensor);
+                None: the classes in turn (``i % num_classes``).
 
         Returns:
             ``(n, C, H, W)`` float tensor on the CPU, values in [0, 1].
         """
+        from .export import sample_labels
+
         if n < 1:
             raise ConfigError(f"n must be >= 1, got {n}.")
         gen = None if seed is None else torch.Generator().manual_seed(seed)
         z = torch.randn(n, self.settings.z_dim, generator=gen)
-        return self.render(z, batch_size=batch_size, ema=ema)
+        y = sample_labels(self.sampling_generator(ema), n, labels)
+        return self.render(z, batch_size=batch_size, ema=ema, labels=y)
 
     @torch.no_grad()
-    def render(self, z: torch.Tensor, *, batch_size: int = 256, ema: bool | None = None) -> torch.Tensor:
+    def render(self, z: torch.Tensor, *, batch_size: int = 256, ema: bool | None = None,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [0, 1] for the given latents (eval mode, then the previous mode back).
 
         Args:
             z: the latents.
             batch_size: images generated per forward pass.
             ema: which generator (see :meth:`sampling_generator`).
+            labels: ``(n,)`` classes of a class-conditional generator; None: ``i % num_classes``.
         """
-        from .export import generate
+        from .export import generate, sample_labels
 
         net = self.sampling_generator(ema)
-        return ((generate(net, z, device=self.device, batch_size=batch_size) + 1) / 2).clamp_(0, 1)
+        if labels is None and getattr(_unwrap(net), "num_classes", 0):
+            labels = sample_labels(net, len(z), None)
+        images = generate(net, z, device=self.device, batch_size=batch_size, labels=labels)
+        return ((images + 1) / 2).clamp_(0, 1)
 
     def interpolate(self, rows: int = 4, steps: int = 8, seed: int = 0, *, method: str = "slerp",
                     ema: bool | None = None) -> torch.Tensor:
@@ -719,10 +753,11 @@ class Trainer:
         if isinstance(data, (str, os.PathLike)):
             with _dist.main_process_first(ctx):  # rank 0 fills the cache, then the others read it
                 data = load_images(data, image_size=self.settings.image_size, channels=self.settings.channels,
-                                   num_images=num_images)
+                                   num_images=num_images, **({"labels": True} if self.num_classes else {}))
         elif num_images is not None:
             raise ConfigError("fit(num_images=...) applies to a folder path or dataset name; slice a "
                               "tensor or dataset yourself (e.g. images[:n]).")
+        labels = self._data_labels(data)
         if isinstance(data, torch.Tensor) or hasattr(data, "images"):
             images = data if isinstance(data, torch.Tensor) else data.images
             self._check_images(images.shape[1:])
@@ -738,7 +773,7 @@ class Trainer:
                                                         shuffle=shuffle != "none", seed=self.data_seed,
                                                         device=self.device)
                 return self._loader
-            loader = BatchLoader(images, bs, shuffle=shuffle, seed=self.data_seed, device=self.device)
+            loader = BatchLoader(images, bs, shuffle=shuffle, seed=self.data_seed, device=self.device, labels=labels)
             sampler = state.get("sampler_seed") if state is not None else None
             if sampler is not None and int(sampler[0]) == self.epoch and self.batch_index:
                 if state.get("num_images") == loader.num_images:  # resuming mid-epoch: same order
@@ -761,6 +796,34 @@ class Trainer:
             f"cannot train on a {type(data).__name__}; give a folder path, a dataset name, "
             "an image tensor, a Dataset or an iterable of batches."
         )
+
+    def _grid_labels(self, grid: int) -> torch.Tensor | None:
+        """Classes of the fixed-latent grid of a conditional generator: one class per row."""
+        if not self.num_classes:
+            return None
+        return (torch.arange(len(self.z_sample)) // grid) % self.num_classes
+
+    def _data_labels(self, data: Any) -> torch.Tensor | None:
+        """The labels a conditional recipe trains with (checked against its classes), or None.
+
+        The data's class names become the generator's (:attr:`class_names`) when it has none.
+        """
+        labels = getattr(data, "labels", None)
+        if not self.num_classes or not isinstance(labels, torch.Tensor):
+            if self.num_classes and (isinstance(data, torch.Tensor) or hasattr(data, "images")):
+                raise ConfigError(f"the recipe is class-conditional ({self.num_classes} classes) but the data has "
+                                  "no labels; use class sub-folders (imagefolder:PATH) or load it with labels=True.")
+            return None
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise ConfigError(f"the data's labels span [{int(labels.min())}, {int(labels.max())}] but the recipe "
+                              f"has {self.num_classes} classes; set num_classes={int(labels.max()) + 1} "
+                              "(--set num_classes=...).")
+        names = getattr(data, "classes", None)
+        for net in (self.generator, self.sampling_generator()):
+            plain = _unwrap(net)
+            if names and getattr(plain, "class_names", None) is None:
+                plain.class_names = list(names)
+        return labels
 
     def _data_checkpoint(self) -> dict[str, Any] | None:
         from ..data import BatchLoader
@@ -1010,7 +1073,7 @@ class Trainer:
         if not self.is_main or (self.out_dir is None and not self.loggers):
             return {}
         grid = self.settings.sample_grid
-        images = self.render(self.z_sample)
+        images = self.render(self.z_sample, labels=self._grid_labels(grid))
         if self.loggers:
             from torchvision.utils import make_grid
 
@@ -1148,6 +1211,7 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": list(cuda_rng),
             "z_sample": self.z_sample,
+            **({"class_names": list(self.class_names)} if self.class_names else {}),
             "data_seed": self.data_seed,
             "data": self._data_checkpoint(),
             "history": _pack_history(self.history),
@@ -1229,6 +1293,10 @@ class Trainer:
             if cb.name in saved_callbacks:
                 cb.load_state_dict(saved_callbacks[cb.name])
         self.z_sample = ckpt["z_sample"].clone()
+        names = ckpt.get("class_names")
+        if isinstance(names, list) and names:
+            for net in (self.generator, self.sampling_generator()):
+                _unwrap(net).class_names = [str(n) for n in names]
         self.data_seed = int(ckpt.get("data_seed", self.data_seed))
         # checkpoints before the "data" entry batched with the seeded order
         self._data_state = ckpt["data"] if "data" in ckpt else {"shuffle": "seeded"}

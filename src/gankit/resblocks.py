@@ -193,6 +193,15 @@ def _shortcut_is_learnable(shortcut: str, c_in: int, c_out: int, resample: bool)
     return shortcut == "conv" or c_in != c_out or resample
 
 
+def _init_block(block: nn.Module, spectral_norm: bool) -> None:
+    """A residual block's init: Xavier with gain sqrt(2) on ``c1``/``c2``, 1 on the shortcut, then SN."""
+    for conv in (block.c1, block.c2):
+        xavier_init_(conv, math.sqrt(2.0))
+    if block.c_sc is not None:
+        xavier_init_(block.c_sc, 1.0)
+    _apply_sn(block, spectral_norm)
+
+
 def _apply_sn(block: nn.Module, spectral_norm: bool) -> None:
     if spectral_norm:
         from .constraints import spectral_norm_
@@ -249,11 +258,7 @@ class GBlock(LayerContainer):
         self.a2 = make_act(act_layer) or nn.Identity()
         self.c2 = nn.Conv2d(hidden, out_channels, 3, 1, 1)
         self.c_sc = nn.Conv2d(in_channels, out_channels, 1, 1, 0) if self.learnable_sc else None
-        for conv in (self.c1, self.c2):
-            xavier_init_(conv, math.sqrt(2.0))
-        if self.c_sc is not None:
-            xavier_init_(self.c_sc, 1.0)
-        _apply_sn(self, spectral_norm)
+        _init_block(self, spectral_norm)
 
     def output_shape(self, shape: Shape) -> Shape:
         """``(out_channels, 2H, 2W)`` when upsampling, else ``(out_channels, H, W)``."""
@@ -318,11 +323,7 @@ class DBlock(LayerContainer):
         self.c2 = nn.Conv2d(hidden, out_channels, 3, 1, 1)
         self.pool = nn.AvgPool2d(2) if self.downsample else nn.Identity()
         self.c_sc = nn.Conv2d(in_channels, out_channels, 1, 1, 0) if self.learnable_sc else None
-        for conv in (self.c1, self.c2):
-            xavier_init_(conv, math.sqrt(2.0))
-        if self.c_sc is not None:
-            xavier_init_(self.c_sc, 1.0)
-        _apply_sn(self, spectral_norm)
+        _init_block(self, spectral_norm)
 
     def output_shape(self, shape: Shape) -> Shape:
         """``(out_channels, H // 2, W // 2)`` when downsampling, else ``(out_channels, H, W)``."""

@@ -109,8 +109,9 @@ def finish_recipe(
 
         spectral_norm_(d)
     meta = copy.deepcopy(META.get(name, {}) if meta is None else meta)
-    if not meta.get("benchmarks") and measured_figures(name):
-        meta["benchmarks"] = measured_figures(name)
+    figures = None if meta.get("benchmarks") else measured_figures(name)
+    if figures:
+        meta["benchmarks"] = figures
     recipe = Recipe(name, g, d, s, dict(overrides), doc, meta=meta)
     if s.ema_half_life_images:
         from ..train.ema import GeneratorEMA

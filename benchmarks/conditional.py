@@ -6,7 +6,7 @@ the *real* labelled faces assigns the generated faces to the class they were gen
 (:func:`gankit.metrics.conditional_accuracy`). The classifier's own accuracy on held-out
 real faces and the chance level (1 / 10) are recorded beside it. Nothing is downloaded.
 
-    python benchmarks/conditional.py --steps 3000 --out benchmarks/results-conditional-cpu.json
+    python benchmarks/conditional.py --steps 20000 --eval-every 2000 --out benchmarks/results-conditional-cpu.json
 
 The settings differ from the preset's CIFAR recipe only where a CPU run needs it (stated in
 the JSON): 16x16 images, ``base_channels`` 16 (32 generator / 16 discriminator channels) and
@@ -41,13 +41,13 @@ def _cpu_name() -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--steps", type=int, default=20000)
     p.add_argument("--images", type=int, default=5000)
     p.add_argument("--image-size", type=int, default=16)
     p.add_argument("--base-channels", type=int, default=16)
     p.add_argument("--n-critic", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--eval-every", type=int, default=2000)
     p.add_argument("--per-class", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="benchmarks/results-conditional-cpu.json")

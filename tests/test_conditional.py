@@ -199,3 +199,20 @@ def test_conditional_accuracy_of_a_perfect_and_a_label_blind_generator():
     assert set(result.values) == {"a", "b", "c"} and result.num_real == {"a": 20, "b": 20, "c": 20}
     assert all(v["swd"] >= 0 for v in result.values.values()) and "swd" in result.mean
     assert result.results["b"].reference == "class b"
+
+
+def test_conditional_cpu_run_figures_in_the_docs_are_the_committed_run():
+    """docs/conditional.rst quotes benchmarks/results-conditional-cpu.json, not other numbers."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    run = json.loads((root / "benchmarks" / "results-conditional-cpu.json").read_text())
+    page = (root / "docs" / "conditional.rst").read_text()
+    final = run["final_conditional_accuracy"]
+    assert f"conditional accuracy of {final:.3f}" in page.replace("**", "")
+    assert f"{run['classifier']['heldout_accuracy']:.3f}" in page
+    assert f"chance level of {run['chance']:.3f}" in page.replace("**", "")
+    curve = ", ".join(f"{c['accuracy']:.3f}" for c in run["curve"])
+    assert curve in " ".join(page.split())
+    assert run["curve"][-1]["step"] == 20000 and final == run["curve"][-1]["accuracy"]

@@ -367,6 +367,22 @@ def test_sharded_loader_splits_every_global_batch():
     assert (fresh.epoch, fresh.batch_index) == (shards[0].epoch, shards[0].batch_index)
 
 
+def test_sharded_loader_keeps_every_image_with_its_label():
+    """A conditional recipe under torchrun: each rank's share carries the labels of its rows."""
+    from gankit.data import BatchLoader
+
+    data = images("dcgan_task1", 21)
+    labels = torch.arange(21) % 5
+    whole = BatchLoader(data, 8, seed=3, labels=labels)
+    shards = [gdist.ShardedBatchLoader(data, 8, rank=r, world_size=2, seed=3, labels=labels) for r in range(2)]
+    parts = [list(s) for s in shards]
+    for i, (full, full_labels) in enumerate(whole):
+        got = torch.cat([parts[0][i][0], parts[1][i][0]])
+        got_labels = torch.cat([parts[0][i][1], parts[1][i][1]])
+        assert torch.equal(got, full[:got.shape[0]]) and torch.equal(got_labels, full_labels[:got.shape[0]])
+    assert gdist.ShardedBatchLoader(data, 8, rank=0, world_size=2).labels is None
+
+
 def test_sharded_loader_skips_a_last_batch_too_small_to_split():
     data = images("dcgan_task1", 17)  # 8, 8, 1: the single image cannot go to both ranks
     shards = [gdist.ShardedBatchLoader(data, 8, rank=r, world_size=2, seed=0) for r in range(2)]

@@ -477,6 +477,9 @@ class ShardedBatchLoader:
         shuffle: random order per epoch.
         seed: seed of the per-epoch permutations (the same on every rank).
         device: where batches are returned.
+        labels: one integer class per image (a ``(N,)`` tensor), or True for the data's
+            own (:attr:`~gankit.data.ImageTensorDataset.labels`): every rank's share is then
+            an ``(images, labels)`` pair, sliced from the same rows.
 
     Example:
         >>> images = torch.arange(8, dtype=torch.uint8).view(8, 1, 1, 1)
@@ -496,6 +499,7 @@ class ShardedBatchLoader:
         shuffle: bool = True,
         seed: int = 0,
         device: torch.device | str | None = None,
+        labels: torch.Tensor | bool | None = None,
     ) -> None:
         from ..data import BatchLoader
 
@@ -503,7 +507,7 @@ class ShardedBatchLoader:
             raise ConfigError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}.")
         local_batch_size(batch_size, world_size)
         # The global loader fixes the order and where the images live; batches are cut here.
-        self._global = BatchLoader(data, batch_size, shuffle=shuffle, seed=seed, device=device)
+        self._global = BatchLoader(data, batch_size, shuffle=shuffle, seed=seed, device=device, labels=labels)
         self.batch_size = batch_size
         self.rank = rank
         self.world_size = world_size
@@ -518,6 +522,11 @@ class ShardedBatchLoader:
     def num_images(self) -> int:
         """Number of images in the data."""
         return self._global.num_images
+
+    @property
+    def labels(self) -> torch.Tensor | None:
+        """The class of every image (N,), or None for unlabelled data."""
+        return self._global.labels
 
     @property
     def local_batch_size(self) -> int:
@@ -561,7 +570,7 @@ class ShardedBatchLoader:
         per = rows.shape[0] // self.world_size
         return rows[self.rank * per:(self.rank + 1) * per]
 
-    def iter_from(self, start_batch: int, epoch: int | None = None) -> Iterator[torch.Tensor]:
+    def iter_from(self, start_batch: int, epoch: int | None = None) -> Iterator[Any]:
         """Iterate an epoch from global batch ``start_batch`` (for resuming mid-epoch).
 
         Args:
@@ -574,11 +583,11 @@ class ShardedBatchLoader:
         self.set_epoch(self.epoch if epoch is None else epoch, start_batch)
         return iter(self)
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def __iter__(self) -> Iterator[Any]:
         """This rank's shares of the rest of the current epoch, then the next epoch."""
         return self._run(self.epoch, self.batch_index)
 
-    def _run(self, epoch: int, start: int) -> Iterator[torch.Tensor]:
+    def _run(self, epoch: int, start: int) -> Iterator[Any]:
         from ..data import normalize_uint8
 
         images = self.images
@@ -589,6 +598,8 @@ class ShardedBatchLoader:
         for index in range(start, count):
             rows = self.shard_rows(order[index * self.batch_size:(index + 1) * self.batch_size])
             batch = normalize_uint8(images.index_select(0, rows).to(self.device, non_blocking=True))
+            if self.labels is not None:
+                batch = (batch, self.labels.index_select(0, rows.to(self.labels.device)).to(self.device))
             # As BatchLoader: the position moves before the batch is handed over.
             if index + 1 < count:
                 self._global.set_epoch(epoch, index + 1)

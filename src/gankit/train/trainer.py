@@ -771,7 +771,7 @@ class Trainer:
                                   "to silence this).", stacklevel=3)
                 self._loader = _dist.ShardedBatchLoader(images, bs, rank=ctx.rank, world_size=ctx.world_size,
                                                         shuffle=shuffle != "none", seed=self.data_seed,
-                                                        device=self.device)
+                                                        device=self.device, labels=labels)
                 return self._loader
             loader = BatchLoader(images, bs, shuffle=shuffle, seed=self.data_seed, device=self.device, labels=labels)
             sampler = state.get("sampler_seed") if state is not None else None

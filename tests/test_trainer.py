@@ -209,3 +209,19 @@ def test_evaluation_leaves_the_training_stream_alone():
     assert len(b.eval_history) == 4
     for (k, va), vb in zip(a.generator.state_dict().items(), b.generator.state_dict().values()):
         assert torch.equal(va, vb), k
+
+
+def test_fit_in_chunks_within_an_epoch_equals_one_fit():
+    """fit(max_steps=k) called again mid-epoch keeps the epoch's order ("dataloader" shuffle)."""
+    from gankit.presets import dcgan_task1
+
+    images = torch.rand(40, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    settings = dict(image_size=32, base_channels=8, batch_size=8)  # 5 batches per epoch
+    torch.manual_seed(0)
+    whole = Trainer(dcgan_task1(**settings), device="cpu", progress=False).fit(images, max_steps=7)
+    torch.manual_seed(0)
+    chunks = Trainer(dcgan_task1(**settings), device="cpu", progress=False)
+    for k in (2, 3, 6, 7):
+        chunks.fit(images, max_steps=k)
+    assert all(torch.equal(a, b) for a, b in zip(whole.generator.state_dict().values(),
+                                                 chunks.generator.state_dict().values()))

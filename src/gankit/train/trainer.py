@@ -124,7 +124,7 @@ class _Optimize:
 
     def backward(self, loss: torch.Tensor) -> None:
         """Back-propagate ``loss`` (scaled under fp16); gradients add up until the step."""
-        self.scaler.scale(loss).backward()
+        self._trainer.backward(self.scaler.scale(loss))
 
 
 class Trainer:
@@ -536,6 +536,15 @@ class Trainer:
         update.scaler.step(update.optimizer)
         update.scaler.update()
 
+    def backward(self, loss: torch.Tensor) -> None:
+        """Back-propagate an (already scaled) loss: ``loss.backward()``.
+
+        Every optimizer update of a step reaches its gradients through here (the object
+        :meth:`optimize` yields calls it); it is the seam where a
+        :class:`~gankit.train.MultiTrainer` joins its members' backward passes into one.
+        """
+        loss.backward()
+
     @contextlib.contextmanager
     def frozen_discriminator(self):
         """Within it the discriminator's own gradients are not computed (gradients still flow
@@ -763,6 +772,8 @@ class Trainer:
             self._check_images(images.shape[1:])
             self._train_images = images  # the default reference of evaluations
             state = self._data_state
+            if state is None and isinstance(self._loader, BatchLoader) and self.batch_index:
+                state = self._loader.state_dict()  # fit again within an epoch: keep its order
             shuffle = self.settings.shuffle if state is None else state.get("shuffle", "seeded")
             if ctx is not None:
                 if shuffle == "dataloader" and self.is_main:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .models import Discriminator, Generator
     from .presets import Recipe, RecipeSettings, get_preset, list_presets, register_preset
     from .tables import layer_table, summary
-    from .train import Trainer, export_generator, load_checkpoint, load_generator
+    from .train import MultiTrainer, Trainer, export_generator, load_checkpoint, load_generator
 
 # The names below are imported on first use (PEP 562), so that ``import gankit`` -- and the
 # ``gankit`` command, whose first Ctrl-C must not land in a traceback -- does not import
@@ -46,6 +46,7 @@ _LAZY = {
     "layer_table": "tables",
     "summary": "tables",
     "Trainer": "train",
+    "MultiTrainer": "train",
     "export_generator": "train",
     "load_generator": "train",
     "load_checkpoint": "train",
@@ -87,6 +88,7 @@ __all__ = [
     "layer_table",
     "summary",
     "Trainer",
+    "MultiTrainer",
     "export_generator",
     "load_generator",
     "load_checkpoint",

@@ -6,6 +6,7 @@ from .checkpoint import atomic_save, load_checkpoint
 from .ema import GeneratorEMA
 from .export import export_generator, load_generator
 from .loggers import Logger, TensorBoardLogger
+from .multi import MultiTrainer, extract_member, load_sweep
 from .seeding import seed_everything
 from .step import ACGANStep, GANStep, StepContext, StepSchedule
 from .trainer import Trainer, resolve_device
@@ -13,4 +14,4 @@ from .trainer import Trainer, resolve_device
 __all__ = ["Trainer", "resolve_device", "atomic_save", "load_checkpoint", "export_generator", "load_generator",
            "seed_everything", "Batch", "as_batch", "Callback", "TraceLog",
            "tensor_digest", "Logger", "TensorBoardLogger", "GANStep", "ACGANStep", "StepContext", "StepSchedule",
-           "GeneratorEMA"]
+           "GeneratorEMA", "MultiTrainer", "extract_member", "load_sweep"]

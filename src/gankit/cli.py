@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -394,6 +395,93 @@ def _train(args, out, overrides, ckpt, changed, run) -> int:
     return 0
 
 
+def _sweep_sets(items: Sequence[str] | None) -> tuple[dict, dict]:
+    """``--set key=v`` (every member) and ``--set key=v1,v2`` (one member per value)."""
+    from .errors import ConfigError
+    from .presets import RecipeSettings
+
+    fixed, grid = {}, {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value or key=v1,v2,..., got {item!r} (e.g. --set g_lr=1e-4,2e-4).")
+        values = [RecipeSettings.parse_value(key, v.strip()) for v in value.split(",")]
+        if key in fixed or key in grid:
+            raise ConfigError(f"--set {key} is given twice; give its values once (--set {key}=v1,v2).")
+        if len(values) == 1:
+            fixed[key] = values[0]
+        else:
+            grid[key] = values
+    return fixed, grid
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .train.guards import check_network_memory
+    from .train.multi import MultiTrainer, parse_seeds
+
+    seeds = parse_seeds(args.seeds)
+    _check_positive(args.max_steps, "--max-steps")
+    fixed, grid = _sweep_sets(args.set)
+    fixed.update({k: v for k, v in (("batch_size", args.batch_size), ("epochs", args.epochs)) if v is not None})
+    if args.out == "":
+        raise ConfigError("--out is empty; give a folder for the sweep's files (default runs/sweep-PRESET).")
+    out = Path(args.out) if args.out is not None else Path(f"runs/sweep-{args.preset}")
+    if out.is_file():
+        raise ConfigError(f"--out {out} is a file; give a folder.")
+    if (out / "sweep.pt").exists() and not (args.resume or args.overwrite):
+        raise ConfigError(f"{out} holds a sweep; continue it with --resume {out / 'sweep.pt'}, replace it with "
+                          "--overwrite, or choose another --out.")
+    if out.is_dir() and not (out / "sweep.pt").exists():
+        foreign = [p.name for p in out.iterdir() if not (p / "gankit-run.json").exists()
+                   and p.name not in ("summary.json", "summary.txt", "spread.png")]
+        if foreign:
+            raise ConfigError(f"--out {out} is not empty and is not a sweep's folder (it holds {foreign[0]}); "
+                              "choose an empty or new folder.")
+    check_network_memory(args.preset, fixed)
+    options = dict(precision=args.precision, channels_last=args.channels_last, latents=args.latents,
+                   progress=False, grid_every_steps=args.grid_every_steps,
+                   checkpoint_every_steps=args.checkpoint_every_steps)
+    if args.eval_every:
+        options.update(eval_every=args.eval_every, eval_samples=args.eval_samples,
+                       eval_metrics=_csv(args.eval_metrics), eval_extractor=args.eval_extractor)
+    sweep = MultiTrainer(args.preset, seeds=seeds, overrides=fixed, grid=grid, engine=args.engine,
+                         out_dir=out, device=args.device, **options)
+    if args.resume:
+        sweep.resume(args.resume)
+    from .train.rundir import RunFolder
+
+    runs = []
+    try:
+        for m in sweep.members:
+            runs.append(RunFolder.open(out / m.name, preset=args.preset, resume=args.resume,
+                                       overwrite=args.overwrite))
+        _say(f"sweep of {args.preset}: {len(sweep.all_members)} members ({', '.join(m.name for m in sweep.all_members)})"
+             f" on {sweep.device}, engine {sweep.engine}" + (f", at most {args.max_steps} steps" if args.max_steps else ""))
+        t0 = time.perf_counter()
+        sweep.fit(args.data, epochs=args.epochs, max_steps=args.max_steps, num_images=args.num_images)
+        _say(f"done in {time.perf_counter() - t0:.1f} s: {sweep.trainers[0].step if sweep.trainers else 0} steps per member")
+    finally:
+        for run in runs:
+            run.close()
+    if sweep.rank == 0:
+        _say((out / "summary.txt").read_text().rstrip())
+        _say(f"  summary: {out / 'summary.json'}, {out / 'summary.txt'}")
+        _say(f"  spread figure: {out / 'spread.png'}")
+        _say(f"  sweep checkpoint: {out / 'sweep.pt'} (gankit extract {out / 'sweep.pt'} --member NAME --out FILE.pt)")
+    return 0
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from .train.multi import extract_member
+
+    path = extract_member(args.sweep, args.member, args.out, overwrite=args.overwrite)
+    _say(f"wrote member {args.member} of {args.sweep} to {path}: an ordinary checkpoint (gankit sample, export, "
+         "train --resume)")
+    return 0
+
+
 def _single_output(args: argparse.Namespace, out: str, kind: str, option: str = "--out") -> Path:
     from .train.rundir import check_output_file
 
@@ -733,6 +821,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-extractor", default="tiny",
                    help="tiny (offline, NOT comparable to published FIDs; default) or inception-v3")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "sweep",
+        help="train K seeds and/or settings of a preset together, each as if alone",
+        epilog="examples:\n  gankit sweep dcgan_task1 --seeds 0-3 --max-steps 500\n"
+               "  gankit sweep wgan_task2 --seeds 0,1 --set d_lr=5e-5,1e-4 --out runs/sweep-lr\n"
+               "  gankit extract runs/sweep-lr/sweep.pt --member seed1-d_lr=5e-05 --out seed1.pt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("preset", help="a registered preset name (see 'gankit presets')")
+    p.add_argument("--seeds", default="0", help="seeds: 0-7, 0,3,5 or 0-1,10 (default 0)")
+    p.add_argument("--set", action="append", metavar="KEY=V[,V2,...]",
+                   help="a setting for every member (KEY=V) or one member per value (KEY=V1,V2); repeatable")
+    p.add_argument("--engine", choices=["auto", "loop", "vmap"], default="auto",
+                   help="auto (default: vmap on CUDA, loop elsewhere), loop (bitwise solo runs) or vmap "
+                        "(members' networks batched)")
+    p.add_argument("--data", default="toy-faces", help="as gankit train --data (loaded once, shared)")
+    p.add_argument("--num-images", type=int, help="use at most this many images")
+    p.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
+    p.add_argument("--max-steps", type=int, help="stop every member after this many steps")
+    p.add_argument("--batch-size", type=int, help="batch size (default: the preset's)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--out", help="the sweep folder (default runs/sweep-PRESET); one run folder per member inside")
+    p.add_argument("--resume", metavar="SWEEP_PT", help="continue a sweep from its sweep.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace the sweep an --out folder holds")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="as gankit train")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format (fast mode)")
+    p.add_argument("--latents", choices=["cpu", "device"], default="cpu", help="as gankit train")
+    p.add_argument("--grid-every-steps", type=int, metavar="N", help="also write each member's grid every N steps")
+    p.add_argument("--checkpoint-every-steps", type=int, metavar="N", help="also save each member every N steps")
+    p.add_argument("--eval-every", type=int, metavar="N", help="measure each member's sample quality every N steps")
+    p.add_argument("--eval-samples", type=int, default=1000, help="generated images per evaluation (1000)")
+    p.add_argument("--eval-metrics", default="fid", help="comma-separated, as gankit train (default fid)")
+    p.add_argument("--eval-extractor", default="tiny", help="tiny (offline; default) or inception-v3")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("extract", help="write one member of a sweep checkpoint as an ordinary checkpoint")
+    p.add_argument("sweep", help="the sweep's sweep.pt")
+    p.add_argument("--member", required=True, help="the member's name (e.g. seed3) or index")
+    p.add_argument("--out", required=True, help="the .pt file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_cmd_extract)
 
     p = sub.add_parser(
         "config",

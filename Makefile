@@ -43,7 +43,7 @@ demo: $(STAMP)
 		--out $(DEMO_OUT) --seed 0 --overwrite
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_train.py --out benchmarks/results.json
+	$(BIN)/python benchmarks/bench_train.py --sweep-k 4 --out benchmarks/results.json
 
 # Quality over training of the report's presets (benchmarks/quality.py; CPU configuration:
 # 32x32, width 32, bf16, 2 seeds, ~30 min on 2 cores). The report's settings on a GPU:

@@ -123,6 +123,37 @@ def child_steps(mode: str, preset: str, device: str, steps: int, compile_: bool)
     return {"images_per_s": steps * bs / seconds, "peak_mem_bytes": _peak(dev)}
 
 
+def child_sweep(mode: str, preset: str, device: str, steps: int, k: int, engine: str) -> dict:
+    """Time ``steps`` steps of a sweep of ``k`` members (``k=0``: one plain Trainer.fit), both
+    through ``fit``: a first epoch of ``2 * n_critic + 1`` batches warms up, the second epoch
+    of ``steps`` batches is timed; returns member-images per second."""
+    dev = torch.device(device)
+    from gankit import Trainer
+    from gankit.presets import get_preset
+    from gankit.train import MultiTrainer
+
+    bs = get_preset(preset).batch_size
+    warmup = get_preset(preset).n_critic * 2 + 1
+    gen = torch.Generator().manual_seed(0)
+    warm = torch.rand(bs * warmup, 3, 64, 64, generator=gen) * 2 - 1  # epoch 1: the warm-up
+    data = torch.rand(bs * steps, 3, 64, 64, generator=gen) * 2 - 1  # epoch 2: timed
+    options = fast_options(dev, graph=False) if mode == "fast" else {}
+    if k == 0:
+        torch.manual_seed(0)
+        run = Trainer(get_preset(preset), device=dev, progress=False, **options)
+        members = 1
+    else:
+        run = MultiTrainer(preset, seeds=range(k), device=dev, engine=engine, progress=False, **options)
+        members = k
+    run.fit(warm, epochs=1)
+    _sync(dev)
+    t0 = time.perf_counter()
+    run.fit(data, epochs=2)
+    _sync(dev)
+    seconds = time.perf_counter() - t0
+    return {"images_per_s": members * steps * bs / seconds, "peak_mem_bytes": _peak(dev)}
+
+
 def _write_jpegs(folder: Path, n: int, size: int = 96) -> None:
     from PIL import Image
 
@@ -231,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="fast mode also uses torch.compile")
     p.add_argument("--e2e-images", type=int, default=1280, help="JPEGs in the end-to-end folder (0: skip)")
     p.add_argument("--e2e-epochs", type=int, default=2)
+    p.add_argument("--sweep-k", type=int, default=0,
+                   help="also time a sweep of K members (MultiTrainer) against one Trainer.fit, faithful and fast")
+    p.add_argument("--sweep-engines", default="loop,vmap", help="the sweep engines timed (loop, vmap)")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -240,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         if kind == "steps":
             mode, preset = rest
             res = child_steps(mode, preset, args.device, args.steps, args.compile)
+        elif kind == "sweep":
+            mode, preset, k, engine = rest
+            res = child_sweep(mode, preset, args.device, args.steps, int(k), engine)
         else:
             mode, folder = rest
             res = child_e2e(mode, folder, args.e2e_epochs, args.device)
@@ -257,7 +294,32 @@ def main(argv: list[str] | None = None) -> int:
             for mode in modes:
                 r = _run_child([*common, "--child", "steps", mode, preset], env)
                 samples.setdefault((preset, mode), []).append(r)
+    sweep_cfgs = [("fit", 0)] + [(f"sweep-{e}", args.sweep_k) for e in args.sweep_engines.split(",")] \
+        if args.sweep_k else []
+    sweep_samples: dict[tuple[str, str, str], list[dict]] = {}
+    for _ in range(args.repeats if sweep_cfgs else 0):
+        for preset in presets:
+            for mode in ("faithful", "fast"):
+                for name, k in sweep_cfgs:
+                    engine = name.split("-", 1)[1] if k else "loop"
+                    r = _run_child([*common, "--child", "sweep", mode, preset, str(k), engine], env)
+                    sweep_samples.setdefault((preset, mode, name), []).append(r)
     rows, failed = [], {}
+    sweep_rows = []
+    for key, runs in sweep_samples.items():
+        failed.update({"/".join(key): r["error"] for r in runs if "error" in r})
+        sweep_samples[key] = [r for r in runs if "error" not in r]
+    for (preset, mode, name), runs in sweep_samples.items():
+        solo = sweep_samples.get((preset, mode, "fit"))
+        if not runs or not solo:
+            continue
+        ips = statistics.median(r["images_per_s"] for r in runs)
+        solo_ips = statistics.median(r["images_per_s"] for r in solo)
+        sweep_rows.append({"preset": preset, "mode": mode, "run": name, "members": args.sweep_k if name != "fit" else 1,
+                           "member_images_per_s": round(ips, 2),
+                           "member_images_per_s_all": [round(r["images_per_s"], 2) for r in runs],
+                           "vs_solo_fit": round(ips / solo_ips, 3),
+                           "peak_mem_mb": round(max(r["peak_mem_bytes"] for r in runs) / 2**20, 1)})
     for key, runs in samples.items():
         failed.update({f"{key[0]}/{key[1]}": r["error"] for r in runs if "error" in r})
         samples[key] = [r for r in runs if "error" not in r]
@@ -297,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in e2e.values():
                 r["vs_baseline"] = round(r["images_per_s_after_first_epoch"] / base, 3) if base else None
     report = {"machine": machine(), "device": args.device, "steps": args.steps, "repeats": args.repeats,
-              "compile": args.compile, "throughput": rows, "end_to_end": e2e,
+              "compile": args.compile, "throughput": rows, "sweep": sweep_rows, "end_to_end": e2e,
               "e2e_images": args.e2e_images, "failed": failed}
     print(format_report(report))
     for what, err in failed.items():
@@ -312,6 +374,19 @@ def _batch(preset: str) -> int:
     return 64 if preset == "dcgan_task1" else 32
 
 
+def format_sweep(report: dict) -> str:
+    """The sweep table of a report (docs/sweeps.rst includes it as results-sweep-cpu.txt)."""
+    m = report["machine"]
+    lines = [f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}, device {report['device']}; "
+             f"{report['steps']} timed steps, median of {report['repeats']} runs",
+             "member-images/s through fit; x solo: per member against one Trainer.fit",
+             f"{'preset':<12} {'mode':<9} {'run':<12} {'K':>3} {'member img/s':>13} {'x solo':>7} {'peak MB':>9}"]
+    for r in report["sweep"]:
+        lines.append(f"{r['preset']:<12} {r['mode']:<9} {r['run']:<12} {r['members']:>3} "
+                     f"{r['member_images_per_s']:>13.1f} {r['vs_solo_fit']:>7.2f} {r['peak_mem_mb']:>9.0f}")
+    return "\n".join(lines) + "\n"
+
+
 def format_report(report: dict) -> str:
     """The human-readable table of a report."""
     m = report["machine"]
@@ -324,6 +399,8 @@ def format_report(report: dict) -> str:
         ratio = f"{r['vs_baseline']:.2f}" if r["vs_baseline"] else "-"
         lines.append(f"{r['preset']:<12} {r['mode']:<12} {r['batch_size']:>5} {r['images_per_s']:>10.1f} "
                      f"{ratio:>10} {r['peak_mem_mb']:>9.0f}")
+    if report.get("sweep"):
+        lines += ["", format_sweep(report)]
     if report["end_to_end"]:
         lines += ["", f"end to end, task one, {report['e2e_images']} JPEGs (96x96), batch 64 "
                       f"(baseline: the original DataLoader, {BASELINE_WORKERS} workers):"]

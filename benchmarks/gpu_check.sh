@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CUDA check (about 5 minutes on one GPU): the test suite's CUDA tests, then the training
+# CUDA check (about 8 minutes on one GPU): the test suite's CUDA tests, then the training
 # benchmark on the GPU. Results go to the folder given as $1 (default: $OUT or gpu-results).
 #
 #   bash benchmarks/gpu_check.sh results/
@@ -27,4 +27,7 @@ timeout 170 $PY benchmarks/bench_train.py --device cuda --steps 200 --repeats 1 
 # end to end over a JPEG folder (the baseline with its 4-worker DataLoader)
 timeout 120 $PY benchmarks/bench_train.py --device cuda --steps 0 --e2e-images 4096 --e2e-epochs 3 \
     --out "$out/bench_cuda_e2e.json" 2>&1 | tee "$out/bench_cuda_e2e.txt" || status=1
+# sweeps: task one fast mode with K = 1, 4, 8, 16 members batched (MultiTrainer, engine vmap)
+timeout 200 $PY benchmarks/sweep_gpu.py --ks 1,4,8,16 --steps 100 --timeout 45 --out "$out/sweep_gpu.json" 2>&1 \
+    | tee "$out/sweep_gpu.txt" || status=1
 exit $status

@@ -48,6 +48,11 @@ Configurations (``--config``; every option below overrides them):
   evaluation does not move them), which dominates an evaluation of 10,000 images.
 * ``quick``: seconds, for tests (width 4, 512 training images, 64 samples).
 
+The seeds of each preset train together as the members of one
+:class:`gankit.train.MultiTrainer` (engine ``loop``: every member is bitwise the run of its
+seed alone, so ``--no-sweep``, one run after another, gives the same numbers); a member's
+``chunk_seconds`` / ``wall_seconds`` are its share (the sweep's time over the members).
+
 Usage::
 
     python benchmarks/quality.py                                   # make quality
@@ -264,14 +269,26 @@ def _to_uint8(images01: torch.Tensor) -> torch.Tensor:
 def run_one(preset: str, seed: int, data, reference: torch.Tensor, cfg: dict[str, Any],
             provenance: bool) -> dict[str, Any]:
     """Train one preset with one seed, evaluating periodically; the curves and sample grids."""
+    return run_seeds(preset, [seed], data, reference, cfg, provenance)[0]
+
+
+def run_seeds(preset: str, seeds: list[int], data, reference: torch.Tensor, cfg: dict[str, Any],
+              provenance: bool, sweep: bool = False) -> list[dict[str, Any]]:
+    """Train one preset with each seed, evaluating periodically; per seed the curves and grids.
+
+    With ``sweep`` the seeds train together as the members of one
+    :class:`gankit.train.MultiTrainer` (engine ``loop``: each member bitwise its solo run,
+    so the results are the same; the seeds advance side by side, chunk by chunk); without,
+    one :class:`gankit.Trainer` after another.
+    """
     name, own = parse_preset_spec(preset)
     overrides = {k: v for k, v in (("image_size", cfg["image_size"]),
                                    ("base_channels", cfg["base_channels"])) if v is not None}
     overrides.update(cfg["sets"])
     overrides.update(own)
-    torch.manual_seed(seed)
-    recipe = gankit.get_preset(name, **overrides)
-    bs = recipe.settings.batch_size
+    with torch.random.fork_rng(devices=[]):
+        settings = gankit.get_preset(name, **overrides).settings
+    bs = settings.batch_size
     n = len(data.images)
     per_epoch = math.ceil(n / bs)  # steps; the last batch of an epoch may be smaller
     if cfg["eval_every_images"]:
@@ -293,71 +310,95 @@ def run_one(preset: str, seed: int, data, reference: torch.Tensor, cfg: dict[str
         )
     n_evals = total_steps // every_steps
     fast = dict(precision="bf16", channels_last=True) if cfg["fast"] else {}
-    trainer = gankit.Trainer(
-        recipe, device=cfg["device"], progress=False, data_seed=seed, eval_every=every_steps,
-        eval_samples=cfg["eval_samples"], eval_metrics=EVAL_METRICS,
-        eval_extractor=cfg["extractor_module"], eval_reference=reference, **fast,
-    )
-    # With --raw-too, a recipe with a generator EMA is also evaluated with its raw generator
-    # (the same training run: the EMA only watches), which gives the EMA's ablation row free.
-    raw = preset in cfg.get("raw_too", ()) and trainer.ema is not None
-    raw_evals, raw_grids = [], []
+    options = dict(device=cfg["device"], progress=False, eval_every=every_steps, eval_samples=cfg["eval_samples"],
+                   eval_metrics=EVAL_METRICS, eval_extractor=cfg["extractor_module"], eval_reference=reference,
+                   **fast)
+    def solo(seed: int):  # built just before it trains: its draws come from its own seed
+        torch.manual_seed(seed)
+        t = gankit.Trainer(gankit.get_preset(name, **overrides), data_seed=seed, **options)
+        return t, [t]
 
-    def evaluate_raw() -> None:
+    def together():
+        multi = gankit.MultiTrainer(name, seeds=seeds, overrides=overrides, engine="loop", **options)
+        return multi, multi.trainers
+
+    groups = [together] if sweep else [lambda s=s: solo(s) for s in seeds]
+    trainers: list[Any] = []
+    state: dict[int, dict[str, Any]] = {}
+    raw = False
+
+    def evaluate_raw(trainer) -> None:
         from gankit.train.evaluation import evaluate_generator
 
         with torch.random.fork_rng(devices=[]):
-            result = evaluate_generator(trainer.generator, reference, z_dim=recipe.settings.z_dim,
+            result = evaluate_generator(trainer.generator, reference, z_dim=settings.z_dim,
                                         metrics=EVAL_METRICS, num_samples=cfg["eval_samples"],
                                         extractor=cfg["extractor_module"], device=trainer.device)
-        raw_evals.append({"kind": "eval", "step": trainer.step, "epoch": trainer.epoch,
-                          **result.values, "generator": "raw"})
-        raw_grids.append(_to_uint8(trainer.sample(GRID * GRID, seed=GRID_SEED, ema=False)))
+        state[id(trainer)]["raw_evals"].append({"kind": "eval", "step": trainer.step, "epoch": trainer.epoch,
+                                                **result.values, "generator": "raw"})
+        state[id(trainer)]["raw_grids"].append(_to_uint8(trainer.sample(GRID * GRID, seed=GRID_SEED, ema=False)))
 
-    grids = [_to_uint8(trainer.sample(GRID * GRID, seed=GRID_SEED))]
-    if raw:
-        evaluate_raw()
-    chunk_seconds = []
-    start = time.perf_counter()
-    for k in range(1, n_evals + 1):
-        t0 = time.perf_counter()
-        trainer.fit(data, epochs=10**9, max_steps=k * every_steps)  # evaluates at the end
-        chunk_seconds.append(time.perf_counter() - t0)
-        grids.append(_to_uint8(trainer.sample(GRID * GRID, seed=GRID_SEED)))
+    for make in groups:
+        runner, members = make()
+        trainers.extend(members)
+        # With --raw-too, a recipe with a generator EMA is also evaluated with its raw generator
+        # (the same training run: the EMA only watches), which gives the EMA's ablation row free.
+        raw = preset in cfg.get("raw_too", ()) and members[0].ema is not None
+        for t in members:
+            state[id(t)] = {"raw_evals": [], "raw_grids": [], "grids": [], "chunks": [], "wall": 0.0}
+        for t in members:
+            state[id(t)]["grids"].append(_to_uint8(t.sample(GRID * GRID, seed=GRID_SEED)))
+            if raw:
+                evaluate_raw(t)
+        start = time.perf_counter()
+        for k in range(1, n_evals + 1):
+            t0 = time.perf_counter()
+            runner.fit(data, epochs=10**9, max_steps=k * every_steps)  # evaluates at the end
+            seconds = (time.perf_counter() - t0) / len(members)  # a member's share of the chunk
+            for t in members:
+                st = state[id(t)]
+                st["chunks"].append(seconds)
+                st["grids"].append(_to_uint8(t.sample(GRID * GRID, seed=GRID_SEED)))
+                if raw:
+                    evaluate_raw(t)
+                print(f"  {preset} seed {seeds[trainers.index(t)]}: {images_seen(t.step, n, bs):,} images, "
+                      f"swd {t.eval_history[-1]['swd']:.1f}, fid {t.eval_history[-1]['fid']:.3g}"
+                      f" ({seconds:.0f} s)", flush=True)
+        for t in members:
+            state[id(t)]["wall"] = (time.perf_counter() - start) / len(members)
+    outs = []
+    for seed, trainer in zip(seeds, trainers):
+        st = state[id(trainer)]
+        evals = [dict(r) for r in trainer.eval_history]
+        if [e["step"] for e in evals] != [k * every_steps for k in range(n_evals + 1)]:
+            raise GankitError(f"unexpected evaluation steps {[e['step'] for e in evals]}")
+        out = {
+            "preset": preset,
+            "seed": seed,
+            "recipe": dataclasses.asdict(trainer.recipe.settings),
+            "overrides": overrides,
+            "batch_size": bs,
+            "eval_every_steps": every_steps,
+            "steps": trainer.step,
+            "images_seen": [images_seen(e["step"], n, bs) for e in evals],
+            "evals": evals,
+            "wall_seconds": st["wall"],
+            "chunk_seconds": st["chunks"],
+            "grids": st["grids"],
+            **({"trained_as": f"sweep member ({len(seeds)} seeds, engine loop)"} if sweep else {}),
+        }
         if raw:
-            evaluate_raw()
-        print(f"  {preset} seed {seed}: {images_seen(trainer.step, n, bs):,} images, "
-              f"swd {trainer.eval_history[-1]['swd']:.1f}, fid {trainer.eval_history[-1]['fid']:.3g}"
-              f" ({chunk_seconds[-1]:.0f} s)", flush=True)
-    wall = time.perf_counter() - start
-    evals = [dict(r) for r in trainer.eval_history]
-    if [e["step"] for e in evals] != [k * every_steps for k in range(n_evals + 1)]:
-        raise GankitError(f"unexpected evaluation steps {[e['step'] for e in evals]}")
-    out = {
-        "preset": preset,
-        "seed": seed,
-        "recipe": dataclasses.asdict(recipe.settings),
-        "overrides": overrides,
-        "batch_size": bs,
-        "eval_every_steps": every_steps,
-        "steps": trainer.step,
-        "images_seen": [images_seen(e["step"], n, bs) for e in evals],
-        "evals": evals,
-        "wall_seconds": wall,
-        "chunk_seconds": chunk_seconds,
-        "grids": grids,
-    }
-    if raw:
-        out["raw_generator"] = {"evals": raw_evals, "grids": raw_grids}
-    if provenance:
-        # One more evaluation, outside the curves, for the full protocol of the metrics.
-        t0 = time.perf_counter()
-        result = trainer.evaluate_now()
-        out["eval_seconds"] = time.perf_counter() - t0
-        prov = result.to_dict()
-        prov.pop("values")
-        out["provenance"] = prov
-    return out
+            out["raw_generator"] = {"evals": st["raw_evals"], "grids": st["raw_grids"]}
+        if provenance and seed == seeds[0]:
+            # One more evaluation, outside the curves, for the full protocol of the metrics.
+            t0 = time.perf_counter()
+            result = trainer.evaluate_now()
+            out["eval_seconds"] = time.perf_counter() - t0
+            prov = result.to_dict()
+            prov.pop("values")
+            out["provenance"] = prov
+        outs.append(out)
+    return outs
 
 
 # ------------------------------------------------------------------------ the figure
@@ -491,6 +532,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
                    help="merge each plain preset's best and last SWD and FID (mean over seeds), with "
                         "provenance, into FILE (src/gankit/presets/measured.json: the presets' "
                         "meta['benchmarks'])")
+    p.add_argument("--sweep", dest="sweep", action="store_true", default=True,
+                   help="train each preset's seeds together as one sweep (default; gankit.MultiTrainer, "
+                        "engine loop: every seed bitwise the run it is alone, side by side)")
+    p.add_argument("--no-sweep", dest="sweep", action="store_false",
+                   help="train the seeds one after another instead (the same numbers)")
     p.add_argument("--reuse", action="append", default=[], metavar="DIR",
                    help="an earlier output folder: its runs of the same preset, seed and settings "
                         "are taken from its quality.json (and grids.pt) instead of trained again; "
@@ -535,7 +581,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
                best_by=args.best_by,
                data=args.data, imports=args.imports, reuse=args.reuse,
                raw_too=[x.strip() for x in args.raw_too.split(",") if x.strip()],
-               write_meta=args.write_meta)
+               write_meta=args.write_meta, sweep=args.sweep)
     return args, cfg
 
 
@@ -664,6 +710,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     runs = []
     for preset in cfg["presets"]:
+        fresh = []
         for seed in cfg["seeds"]:
             if (preset, seed) in earlier:
                 print(f"  {preset} seed {seed}: reused from {earlier[(preset, seed)]['reused_from']['folder']}",
@@ -673,10 +720,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 if preset in cfg["raw_too"] and raw is not None:
                     run["raw_generator"] = {"evals": raw["evals"], "grids": raw.get("grids")}
                 runs.append(run)
-                continue
-            trained = not any("reused_from" not in r for r in runs)
-            runs.append(run_one(preset, seed, datasets[sizes[preset]],
-                                references[sizes[preset]], cfg, provenance=trained))
+            else:
+                fresh.append(seed)
+        if not fresh:
+            continue
+        trained = not any("reused_from" not in r for r in runs)
+        if cfg["sweep"]:
+            runs.extend(run_seeds(preset, fresh, datasets[sizes[preset]], references[sizes[preset]], cfg,
+                                  provenance=trained, sweep=True))
+        else:
+            for seed in fresh:
+                runs.append(run_one(preset, seed, datasets[sizes[preset]], references[sizes[preset]], cfg,
+                                    provenance=trained))
+                trained = False
     for run in list(runs):  # --raw-too: the raw generator of an EMA recipe as a row of its own
         raw = run.pop("raw_generator", None)
         if raw is not None:

@@ -236,3 +236,19 @@ def test_torchrun_splits_members_over_ranks(tmp_path):
         assert ckpt["step"] == 3
         # the initial weights and z_sample come from the member's own seed on whichever rank
         assert torch.equal(ckpt["z_sample"], t.z_sample)
+
+
+def test_docs_sweep_table_is_the_committed_benchmark():
+    """docs/sweeps.rst shows benchmarks/results-sweep-cpu.txt, the table of the committed JSON."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("bench_train", root / "benchmarks" / "bench_train.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = json.loads((root / "benchmarks" / "results-sweep-cpu.json").read_text())
+    assert (root / "benchmarks" / "results-sweep-cpu.txt").read_text() == bench.format_sweep(report)
+    assert {(r["run"], r["mode"]) for r in report["sweep"]} >= {("fit", "faithful"), ("sweep-loop", "faithful")}
+    assert all(r["members"] == 4 for r in report["sweep"] if r["run"] != "fit")
+    assert ".. include:: ../benchmarks/results-sweep-cpu.txt" in (root / "docs" / "sweeps.rst").read_text()

@@ -76,6 +76,16 @@ def test_quick_run_writes_json_png_and_table(quality, tmp_path, capsys):
     assert Image.open(tmp_path / "quality.png").size[0] > 600
 
 
+def test_sweep_trains_the_seeds_together_with_the_same_curves(quality, tmp_path):
+    """The seeds of a preset train as one MultiTrainer (the default); every curve is bitwise the
+    same as with --no-sweep (one Trainer after another)."""
+    args = ["--quick", "--presets", "dcgan_task1", "--images", "128", "--eval-every-images", "64", "--eval-samples", "32"]
+    alone = quality.main([*args, "--no-sweep", "--out", str(tmp_path / "alone")])
+    together = quality.main([*args, "--out", str(tmp_path / "sweep")])
+    assert [(r["seed"], r["evals"]) for r in alone["runs"]] == [(r["seed"], r["evals"]) for r in together["runs"]]
+    assert all(r["trained_as"].startswith("sweep member") for r in together["runs"])
+
+
 def test_bad_options_are_one_line_errors(quality, tmp_path):
     cases = [
         (["--quick", "--presets", "nope"], "unknown presets"),

@@ -58,6 +58,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, GankitError
 from .callbacks import Callback
 from .checkpoint import atomic_save, atomic_write_bytes, validate_checkpoint
+from .hostmem import share_main_arena
 from .trainer import Trainer, resolve_device
 
 __all__ = ["MultiTrainer", "SweepMember", "TrainingStopped", "parse_seeds", "expand_grid", "load_sweep",
@@ -358,6 +359,8 @@ class MultiTrainer:
         options.pop("distributed", None)
         if "z_sample" in options:
             raise ConfigError("z_sample is drawn per member from its own seed; do not pass one to a sweep.")
+        if options.get("tune_malloc", True):
+            share_main_arena()  # members' threads reuse the main heap (see gankit.train.hostmem)
         seeds = [int(s) for s in seeds]
         if not seeds or len(set(seeds)) != len(seeds):
             raise ConfigError(f"seeds must be distinct and at least one, got {seeds}.")

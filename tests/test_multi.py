@@ -252,3 +252,30 @@ def test_docs_sweep_table_is_the_committed_benchmark():
     assert {(r["run"], r["mode"]) for r in report["sweep"]} >= {("fit", "faithful"), ("sweep-loop", "faithful")}
     assert all(r["members"] == 4 for r in report["sweep"] if r["run"] != "fit")
     assert ".. include:: ../benchmarks/results-sweep-cpu.txt" in (root / "docs" / "sweeps.rst").read_text()
+
+
+def test_ctrl_c_stops_every_member_saves_and_resumes(tmp_path):
+    """SIGINT: every member finishes its step and saves, sweep.pt is written, exit 130; resume goes on."""
+    import signal
+    import time
+
+    out = tmp_path / "sw"
+    cmd = [sys.executable, "-m", "gankit", "sweep", "dcgan_task1", "--seeds", "0-1", "--set", "image_size=32",
+           "--set", "base_channels=8", "--max-steps", "400", "--num-images", "40", "--batch-size", "8",
+           "--device", "cpu", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "seed1" / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    state = load_sweep(out / "sweep.pt")
+    steps = [m["checkpoint"]["step"] for m in state["members"]]
+    assert all(0 < s < 400 for s in steps), steps
+    resumed = subprocess.run([*cmd[:-2], "--out", str(out), "--resume", str(out / "sweep.pt"),
+                              "--max-steps", str(max(steps) + 2)], capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert all(m["checkpoint"]["step"] == max(steps) + 2 for m in load_sweep(out / "sweep.pt")["members"])

@@ -455,8 +455,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     runs = []
     try:
         for m in sweep.members:
-            runs.append(RunFolder.open(out / m.name, preset=args.preset, resume=args.resume,
-                                       overwrite=args.overwrite))
+            own = out / m.name / "checkpoints" / "last.pt"  # what the member's folder holds of its run
+            resume = (str(own) if own.exists() else args.resume) if args.resume else None
+            runs.append(RunFolder.open(out / m.name, preset=args.preset, resume=resume, overwrite=args.overwrite))
         _say(f"sweep of {args.preset}: {len(sweep.all_members)} members ({', '.join(m.name for m in sweep.all_members)})"
              f" on {sweep.device}, engine {sweep.engine}" + (f", at most {args.max_steps} steps" if args.max_steps else ""))
         t0 = time.perf_counter()

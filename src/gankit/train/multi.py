@@ -55,6 +55,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import signals as _signals
 from ..errors import CheckpointError, ConfigError, GankitError
 from .callbacks import Callback
 from .checkpoint import atomic_save, atomic_write_bytes, validate_checkpoint
@@ -585,21 +586,29 @@ class MultiTrainer:
                     self._run_round(i)
                 turns.leave(i)
 
-        threads = [threading.Thread(target=run, args=(i,), name=f"gankit-sweep-{i}", daemon=True)
+        threads = [threading.Thread(target=run, args=(i,), name=f"gankit-sweep-{i}")
                    for i in range(len(self.trainers))]
-        for th in threads:
-            th.start()
+        # As Trainer.fit: the first SIGINT / SIGTERM / SIGHUP lets every member finish its
+        # step and save, a second one stops at once (main thread only).
+        previous = _signals.install_stop_handlers(self._request_stop)
         try:
+            for th in threads:
+                th.start()
             while any(th.is_alive() for th in threads):
                 for th in threads:
                     th.join(timeout=0.2)
-        except KeyboardInterrupt:  # members stop after their current step and save
-            for t in self.trainers:
-                t._request_stop(signal.SIGINT)
+        except BaseException:  # stopped at once: let the members end their step, then go
+            self._request_stop(signal.SIGINT)
             for th in threads:
                 th.join()
+            raise
         finally:
+            _signals.restore_handlers(previous)
             torch.set_rng_state(saved)
+
+    def _request_stop(self, signum: int) -> None:
+        for t in self.trainers:
+            t._request_stop(signum)
 
     def _after_fit(self) -> None:
         if self.out_dir is None:

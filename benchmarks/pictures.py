@@ -260,17 +260,18 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     import torch
 
-    torch.set_num_threads(args.threads)
     cfg = CONFIGS["quick" if args.quick else "full"]
     out = (args.out or IMAGES).resolve()
     work = (args.work or (out / "runs" if args.quick else ROOT / "runs" / "pictures")).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    here = Path.cwd()
+    here, threads = Path.cwd(), torch.get_num_threads()
+    torch.set_num_threads(args.threads)
     os.chdir(ROOT)  # the commands name paths relative to the checkout, as recorded
     try:
         return _make(args, cfg, out, work, start)
-    finally:
+    finally:  # main() may run inside another program (the tests)
         os.chdir(here)
+        torch.set_num_threads(threads)
 
 
 def _make(args: argparse.Namespace, cfg: dict[str, Any], out: Path, work: Path, start: float) -> int:

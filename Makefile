@@ -13,6 +13,7 @@ help:
 	@echo "make docs   - build the Sphinx HTML docs (warnings are errors)"
 	@echo "make bench  - training-throughput benchmark (baseline vs faithful vs fast)"
 	@echo "make quality - sample quality over training (SWD, MS-SSIM, FID/KID, P/R), ~30 min on 2 CPU cores"
+	@echo "make pictures - the docs' pictures (docs/images/) from short real runs of the report's presets"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +53,14 @@ QUALITY_ARGS ?=
 .PHONY: quality
 quality: $(STAMP)
 	$(BIN)/python benchmarks/quality.py $(QUALITY_ARGS)
+
+# The docs' pictures (benchmarks/pictures.py): dcgan_task1 for 2,000 steps and wgan_task2
+# for 4,000 at 32x32, width 32, seed 0, one torch thread; sample grids, loss curves, an
+# interpolation and docs/images/pictures.json (machine, commands, wall time, sizes).
+PICTURES_ARGS ?=
+.PHONY: pictures
+pictures: $(STAMP)
+	$(BIN)/python benchmarks/pictures.py $(PICTURES_ARGS)
 
 clean:
 	rm -rf docs/_build .pytest_cache .ruff_cache runs

@@ -377,7 +377,7 @@ def _batch(preset: str) -> int:
 def format_sweep(report: dict) -> str:
     """The sweep table of a report (docs/sweeps.rst includes it as results-sweep-cpu.txt)."""
     m = report["machine"]
-    lines = [f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}, device {report['device']}; "
+    lines = [f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}, device {report['device']}",
              f"{report['steps']} timed steps, median of {report['repeats']} runs",
              "member-images/s through fit; x solo: per member against one Trainer.fit",
              f"{'preset':<12} {'mode':<9} {'run':<12} {'K':>3} {'member img/s':>13} {'x solo':>7} {'peak MB':>9}"]

@@ -686,7 +686,8 @@ def _mutations(ckpt):
     for path, value in _leaves(ckpt):
         if path[0] == "overrides" and value is None:
             continue
-        out += [(path, bad) for bad in _bad_values(value, path)]
+        # "data": None is what a run over a plain iterable of batches records (valid)
+        out += [(path, bad) for bad in _bad_values(value, path) if not (path == ("data",) and bad is None)]
         deletable = (len(path) == 1 and path[0] not in _OPTIONAL) or (
             len(path) > 1 and path[0] not in ("overrides", "trainer", "eval_history", "rng_cuda"))
         if deletable and isinstance(path[-1], str):

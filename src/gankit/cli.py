@@ -470,7 +470,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         _say((out / "summary.txt").read_text().rstrip())
         _say(f"  summary: {out / 'summary.json'}, {out / 'summary.txt'}")
         _say(f"  spread figure: {out / 'spread.png'}")
-        _say(f"  sweep checkpoint: {out / 'sweep.pt'} (gankit extract {out / 'sweep.pt'} --member NAME --out FILE.pt)")
+        _say(f"  sweep checkpoint: {out / 'sweep.pt'} (one member as a checkpoint: gankit extract)")
     return 0
 
 
@@ -478,8 +478,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     from .train.multi import extract_member
 
     path = extract_member(args.sweep, args.member, args.out, overwrite=args.overwrite)
-    _say(f"wrote member {args.member} of {args.sweep} to {path}: an ordinary checkpoint (gankit sample, export, "
-         "train --resume)")
+    _say(f"wrote member {args.member} of {args.sweep} to {path} (an ordinary checkpoint)")
     return 0
 
 

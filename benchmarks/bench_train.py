@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -39,6 +38,10 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # the sibling provenance.py, also when this file is loaded by path
+    sys.path.insert(0, str(HERE))
+from provenance import machine  # noqa: E402
+
 TASK = {"dcgan_task1": 1, "wgan_task2": 2}
 BASELINE_WORKERS = 4  # the ML2020 baseline's DataLoader(num_workers=4)
 
@@ -49,28 +52,6 @@ def fast_options(dev: torch.device, compile_: bool = False, graph: bool = True) 
     cuda = dev.type == "cuda"
     return dict(precision="bf16", channels_last=True, compile=compile_,
                 cuda_graph=cuda and graph and not compile_, latents="device" if cuda else "cpu")
-
-
-def machine() -> dict:
-    """What the numbers were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def _peak(device: torch.device) -> int:

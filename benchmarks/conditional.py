@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -28,15 +28,10 @@ from gankit.data import load_images
 from gankit.metrics import conditional_accuracy, train_label_classifier
 from gankit.presets import get_preset
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # the sibling provenance.py, also when this file is loaded by path
+    sys.path.insert(0, str(HERE))
+from provenance import cpu_name  # noqa: E402
 
 
 def main() -> None:
@@ -80,7 +75,7 @@ def main() -> None:
         "chance": 0.1, "classifier": clf.describe(), "classifier_seconds": round(clf_seconds, 1),
         "images_per_class_evaluated": args.per_class, "curve": curve,
         "final_conditional_accuracy": curve[-1]["accuracy"],
-        "machine": f"{_cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "machine": f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "command": "python benchmarks/conditional.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
     }

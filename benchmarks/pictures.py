@@ -41,9 +41,7 @@ import io
 import json
 import math
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,6 +49,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+if str(HERE) not in sys.path:  # the sibling provenance.py, also when this file is loaded by path
+    sys.path.insert(0, str(HERE))
+from provenance import git_commit, machine  # noqa: E402
+
 IMAGES = ROOT / "docs" / "images"
 
 #: The five pictures, in the order they are written.
@@ -91,41 +93,6 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 
 # ------------------------------------------------------------------------ where and what
-
-
-def machine(threads: int) -> dict[str, Any]:
-    """What the pictures were made on."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": threads,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def git_commit() -> dict[str, Any]:
-    """The checkout's commit and whether it had uncommitted changes."""
-    def git(*args: str) -> str:
-        out = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
-        return out.stdout.strip() if out.returncode == 0 else ""
-
-    commit = git("rev-parse", "HEAD")
-    return {"commit": commit or None, "dirty": bool(git("status", "--porcelain")) if commit else None}
 
 
 def shown(path: Path) -> str:
@@ -277,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 def _make(args: argparse.Namespace, cfg: dict[str, Any], out: Path, work: Path, start: float) -> int:
     doc: dict[str, Any] = {
         "made_by": "benchmarks/pictures.py" + (" --quick" if args.quick else ""),
-        "machine": machine(args.threads),
+        "machine": machine(),  # after set_num_threads(args.threads)
         "git": git_commit(),  # the code these runs use: read before they start
         "device": args.device,
         "data": "toy-faces",

@@ -70,9 +70,7 @@ import io
 import json
 import math
 import os
-import platform
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -87,6 +85,10 @@ from gankit.errors import ConfigError, GankitError
 from gankit.metrics import get_extractor, ms_ssim_diversity, sliced_wasserstein_distance
 
 HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # the sibling provenance.py, also when this file is loaded by path
+    sys.path.insert(0, str(HERE))
+from provenance import git_commit, machine  # noqa: E402
+
 #: What the Trainer evaluates, and the curves the table and figure show.
 EVAL_METRICS = ("swd", "ms_ssim", "fid", "kid", "pr")
 CURVES = ("swd", "fid", "kid_mean", "precision", "recall", "ms_ssim")
@@ -116,39 +118,6 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 
 # ------------------------------------------------------------------------ where and what
-
-
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def git_commit() -> dict[str, Any]:
-    """The checkout's commit and whether it had uncommitted changes."""
-    def git(*args: str) -> str:
-        out = subprocess.run(["git", "-C", str(HERE), *args], capture_output=True, text=True)
-        return out.stdout.strip() if out.returncode == 0 else ""
-
-    commit = git("rev-parse", "HEAD")
-    return {"commit": commit or None, "dirty": bool(git("status", "--porcelain")) if commit else None}
 
 
 def images_seen(step: int, num_images: int, batch_size: int) -> int:

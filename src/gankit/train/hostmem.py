@@ -41,6 +41,18 @@ TRIM_THRESHOLD = 2**31 - 1  # mallopt takes a C int
 _applied: bool | None = None
 
 
+def _glibc():
+    """glibc, when allocator tuning applies here (Linux, glibc, not ``GANKIT_TUNE_MALLOC=0``); else None."""
+    if os.environ.get("GANKIT_TUNE_MALLOC", "1") == "0" or not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.gnu_get_libc_version  # noqa: B018  (glibc only: musl has no such symbol)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
 def tune_host_allocator() -> bool:
     """Keep freed host memory for reuse (glibc only; once per process).
 
@@ -53,12 +65,8 @@ def tune_host_allocator() -> bool:
     if _applied is not None:
         return _applied
     _applied = False
-    if os.environ.get("GANKIT_TUNE_MALLOC", "1") == "0" or not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.gnu_get_libc_version  # noqa: B018  (glibc only: musl has no such symbol)
-    except (OSError, AttributeError):
+    libc = _glibc()
+    if libc is None:
         return False
     ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
     ok = libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and ok
@@ -78,13 +86,6 @@ def share_main_arena() -> bool:
     global _shared
     if _shared is not None:
         return _shared
-    _shared = False
-    if os.environ.get("GANKIT_TUNE_MALLOC", "1") == "0" or not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.gnu_get_libc_version  # noqa: B018
-    except (OSError, AttributeError):
-        return False
-    _shared = libc.mallopt(_M_ARENA_MAX, 1) == 1
+    libc = _glibc()
+    _shared = libc is not None and libc.mallopt(_M_ARENA_MAX, 1) == 1
     return _shared

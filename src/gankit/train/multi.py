@@ -376,7 +376,6 @@ class MultiTrainer:
         build = (lambda **kw: recipe_from_name(recipe, **kw)) if isinstance(recipe, str) else recipe
         self.members: list[SweepMember] = []
         self.trainers: list[_MemberTrainer] = []
-        self._turns: _Turns | None = None
         all_names = [_member_name(s, c) for s, _, c in members]
         keep = [i for i in range(len(members)) if i % self.world_size == self.rank]
         self.all_members = [SweepMember(n, s, dict(c), {**base, **c}) for n, (s, _, c) in zip(all_names, members)]
@@ -676,7 +675,10 @@ class MultiTrainer:
 
     def summary(self) -> list[dict[str, Any]]:
         """One row per member: its name, seed, swept settings, steps, final losses, evaluations."""
-        return sweep_summary([(m, t.history, t.eval_history, t.step) for m, t in zip(self.members, self.trainers)])
+        return sweep_summary(self._rows())
+
+    def _rows(self) -> list[tuple[SweepMember, list, list, int]]:
+        return [(m, t.history, t.eval_history, t.step) for m, t in zip(self.members, self.trainers)]
 
     def write_summary(self) -> dict[str, Path]:
         """Write ``summary.json``, ``summary.txt`` and ``spread.png`` into the sweep folder.
@@ -688,7 +690,7 @@ class MultiTrainer:
         if self.world_size > 1:
             rows = [(m, *_read_member_folder(self.out_dir / m.name)) for m in self.all_members]
         else:
-            rows = [(m, t.history, t.eval_history, t.step) for m, t in zip(self.members, self.trainers)]
+            rows = self._rows()
         return write_sweep_outputs(self.out_dir, rows, preset=self.preset, engine=self.engine)
 
 
@@ -924,9 +926,9 @@ def plot_spread(rows: Sequence[tuple[SweepMember, list, list, int]], path: Path,
         curves = [_curve(h, name) for _, h, _, _ in rows]
         if any(curves):
             panels.append((name, curves))
-    metric_names = list(dict.fromkeys(k for _, _, e, _ in rows for k in _eval_values(e)))
-    for metric in metric_names:
-        panels.append((metric, [dict(_eval_values(e).get(metric, [])) for _, _, e, _ in rows]))
+    evals = [_eval_values(e) for _, _, e, _ in rows]  # per member: {metric: [(step, value)]}
+    for metric in dict.fromkeys(k for member in evals for k in member):
+        panels.append((metric, [dict(member.get(metric, [])) for member in evals]))
     fig = Figure(figsize=(8, 2.8 * max(1, len(panels))), dpi=100)
     for i, (name, curves) in enumerate(panels or [("loss", [])]):
         ax = fig.add_subplot(max(1, len(panels)), 1, i + 1)

@@ -120,6 +120,25 @@ def test_loop_members_may_differ_in_schedule_and_hyper_parameters():
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_loop_members_take_turns_on_the_sweeps_own_thread():
+    """One thread, one OpenMP team: every step of every member runs on the thread that called
+    fit (greenlets), one member's step after another's, in member order."""
+    import threading
+
+    from gankit.train import Callback
+
+    class Where(Callback):
+        name = "where"
+        seen: list[tuple[int, int, int]] = []
+
+        def on_step_end(self, trainer, batch, logs):
+            Where.seen.append((threading.get_ident(), trainer.step, id(trainer)))
+
+    sweep = MultiTrainer("dcgan_task1", seeds=[0, 1], overrides=SETTINGS["dcgan_task1"], device="cpu",
+                         progress=False, callbacks=[Where()]).fit(images(16), max_steps=2)
+    assert {ident for ident, _, _ in Where.seen} == {threading.get_ident()}
+    order = [id(t) for t in sweep.trainers]
+    assert [(step, who) for _, step, who in Where.seen] == [(1, order[0]), (1, order[1]), (2, order[0]), (2, order[1])]
 def test_sweep_checkpoint_extracts_into_ordinary_checkpoints(tmp_path):
     MultiTrainer("dcgan_task1", seeds=[0, 1], overrides=SETTINGS["dcgan_task1"], device="cpu",
                  progress=False, out_dir=tmp_path / "sw").fit(images(), max_steps=3)

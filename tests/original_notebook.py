@@ -12,7 +12,10 @@ Only observation is added, none of it touching the RNG: the initial state dicts 
 epoch's are saved, and every step's real batch and latents are written as digests
 (SHA-256 of dtype, shape and bytes) to ``trace.jsonl``.
 
-Usage: ``python original_notebook.py TASK FOLDER OUT EPOCHS``.
+Usage: ``python original_notebook.py TASK FOLDER OUT EPOCHS [INIT]``. With ``INIT`` (a
+folder holding an earlier run's ``G_init.pth`` and ``D_init.pth``) the models are built as
+usual and then load those weights, before ``same_seeds(0)``: the rerun of a run on its own
+initial weights (building draws from the RNG that ``same_seeds`` resets anyway).
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ def digest(t):
     return h.hexdigest()
 
 
-def main(task, root, out, n_epoch):
+def main(task, root, out, n_epoch, init=None):
     os.makedirs(out, exist_ok=True)
     z_dim = 100
     if task == 1:
@@ -93,6 +96,9 @@ def main(task, root, out, n_epoch):
         opt_D = torch.optim.SGD(D.parameters(), lr=1e-4)
         opt_G = torch.optim.SGD(G.parameters(), lr=1e-4)
         batch_size = 32
+    if init is not None:  # a rerun on an earlier run's initial weights (not in the notebook)
+        G.load_state_dict(torch.load(os.path.join(init, "G_init.pth"), weights_only=True))
+        D.load_state_dict(torch.load(os.path.join(init, "D_init.pth"), weights_only=True))
     torch.save(G.state_dict(), os.path.join(out, "G_init.pth"))
     torch.save(D.state_dict(), os.path.join(out, "D_init.pth"))
     same_seeds(0)
@@ -158,4 +164,4 @@ def main(task, root, out, n_epoch):
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    main(int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), *sys.argv[5:6])

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -50,11 +51,31 @@ def _trace(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def _same_tensors(ours: dict, theirs: dict) -> None:
-    """Bitwise equal, entry by entry in order (the two codes name their layers differently)."""
+def _unequal(ours: dict, theirs: dict) -> list[str]:
+    """The entries that are not bitwise equal, in order (the two codes name their layers differently)."""
     assert len(ours) == len(theirs)
-    for (k, a), (k2, b) in zip(ours.items(), theirs.items()):
-        assert a.shape == b.shape and torch.equal(a, b), f"{k} vs {k2}"
+    return [f"{k} vs {k2} (max |diff| {(a.double() - b.double()).abs().max().item():.3g})"
+            if a.shape == b.shape else f"{k} {tuple(a.shape)} vs {k2} {tuple(b.shape)}"
+            for (k, a), (k2, b) in zip(ours.items(), theirs.items()) if a.shape != b.shape or not torch.equal(a, b)]
+
+
+def _differences(out: Path, orig: Path) -> list[str]:
+    """Where gankit's run folder ``out`` and the original's ``orig`` differ: G and D after
+    each epoch, and the epoch grids' pixels (gankit's PNG also names its writer in a
+    Software chunk, so the pixels are compared, not the files)."""
+    found = []
+    for epoch in (1, 2):
+        ckpt = torch.load(out / "checkpoints" / f"epoch_{epoch:04d}.pt", weights_only=True)
+        for side, name in (("generator", "G"), ("discriminator", "D")):
+            bad = _unequal(ckpt[side], torch.load(orig / f"{name}_epoch{epoch}.pth", weights_only=True))
+            if bad:
+                found.append(f"{name} after epoch {epoch}: {len(bad)} of {len(ckpt[side])} entries, first {bad[0]}")
+        grid_ours = Image.open(out / "samples" / f"epoch_{epoch:04d}.png")
+        grid_theirs = Image.open(orig / f"Epoch_{epoch:03d}.png")
+        if (grid_ours.size, grid_ours.mode, grid_ours.tobytes()) != (grid_theirs.size, grid_theirs.mode,
+                                                                     grid_theirs.tobytes()):
+            found.append(f"the grid of epoch {epoch}")
+    return found
 
 
 @pytest.mark.slow
@@ -79,12 +100,20 @@ def test_gankit_train_replays_the_original_run(tmp_path, task, preset, images):
     assert sum(len(r["latents"]) for r in ours) == (8 if task == 1 else 12 + 2)
     ckpt = torch.load(out / "checkpoints" / "epoch_0001.pt", weights_only=True)
     assert torch.equal(ckpt["z_sample"], torch.load(orig / "z_sample.pt", weights_only=True))
-    for epoch in (1, 2):
-        ckpt = torch.load(out / "checkpoints" / f"epoch_{epoch:04d}.pt", weights_only=True)
-        _same_tensors(ckpt["generator"], torch.load(orig / f"G_epoch{epoch}.pth", weights_only=True))
-        _same_tensors(ckpt["discriminator"], torch.load(orig / f"D_epoch{epoch}.pth", weights_only=True))
-        # the grids' pixels (gankit's PNG also names its writer in a Software chunk)
-        grid_ours = Image.open(out / "samples" / f"epoch_{epoch:04d}.png")
-        grid_theirs = Image.open(orig / f"Epoch_{epoch:03d}.png")
-        assert grid_ours.size == grid_theirs.size and grid_ours.mode == grid_theirs.mode
-        assert grid_ours.tobytes() == grid_theirs.tobytes()
+    first = _differences(out, orig)
+    if not first:
+        return
+    # Twice in about six full runs of the suite (never in some 40 runs of this test alone)
+    # the original program's own run came out differently: gankit, and the original rerun
+    # on the same initial weights, agreed bitwise with each other and not with it (the
+    # cause is not known; see docs/reproducing.rst). So a mismatch reruns the original once
+    # on those weights: gankit must equal the rerun bitwise, and the warning records it.
+    rerun = tmp_path / "original-rerun"
+    _run([sys.executable, str(TESTS / "original_notebook.py"), str(task), str(folder), str(rerun), "2", str(orig)],
+         tmp_path)
+    assert _trace(rerun / "trace.jsonl") == theirs  # the same batches and latents again
+    again = _differences(out, rerun)
+    assert not again, (f"gankit differs from the original run ({'; '.join(first)}) and from the original "
+                       f"rerun on the same initial weights ({'; '.join(again)})")
+    warnings.warn(f"the original program's first run was not reproducible ({'; '.join(first)}); its rerun on "
+                  "the same initial weights equals gankit's run bitwise", stacklevel=1)

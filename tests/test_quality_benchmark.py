@@ -96,3 +96,25 @@ def test_bad_options_are_one_line_errors(quality, tmp_path):
         with pytest.raises(ConfigError, match=match) as info:
             quality.main([*argv, "--out", str(tmp_path)])
         assert "\n" not in str(info.value)
+
+
+def test_docs_r3gan_gamma_sweep_table_is_the_committed_runs():
+    """docs/beyond.rst's second gamma sweep shows the seed means of the committed JSONs."""
+    root = Path(__file__).resolve().parent.parent
+    page = (root / "docs" / "beyond.rst").read_text(encoding="utf-8").replace("**", "")
+    for name in ("results-r3gan-sweep2.json", "results-r3gan-sweep3.json"):
+        report = json.loads((root / "benchmarks" / name).read_text())
+        assert report["settings"]["seeds"] == [0, 1] and report["settings"]["images"] == 40960
+        presets = sorted({r["preset"] for r in report["runs"]})
+        for preset in presets:
+            runs = [r for r in report["runs"] if r["preset"] == preset]
+            assert sorted(r["seed"] for r in runs) == [0, 1]
+
+            def mean(metric, i, runs=runs):
+                return sum(r["evals"][i][metric] for r in runs) / len(runs)
+
+            gamma = preset.split("r1_gamma=")[1].split(";")[0]
+            swd = ", ".join(f"{mean('swd', i):.1f}" for i in range(1, 5))
+            fid = ", ".join(f"{mean('fid', i):.2f}" for i in range(1, 5))
+            row = f"   * - {gamma}\n     - {swd}\n     - {fid}\n     - {mean('ms_ssim', 4):.3f}\n"
+            assert row in page, row

@@ -118,3 +118,18 @@ def test_docs_r3gan_gamma_sweep_table_is_the_committed_runs():
             fid = ", ".join(f"{mean('fid', i):.2f}" for i in range(1, 5))
             row = f"   * - {gamma}\n     - {swd}\n     - {fid}\n     - {mean('ms_ssim', 4):.3f}\n"
             assert row in page, row
+
+
+def test_docs_r3gan_full_length_table_is_the_committed_run():
+    """docs/beyond.rst's full-length gamma-100 table shows the seed means of the committed JSON."""
+    root = Path(__file__).resolve().parent.parent
+    page = (root / "docs" / "beyond.rst").read_text(encoding="utf-8")
+    report = json.loads((root / "benchmarks" / "results-r3gan100-full.json").read_text())
+    assert report["settings"]["seeds"] == [0, 1] and report["settings"]["config"] == "cpu"
+    for preset in ("dcgan_task1", "r3gan_task1[r1_gamma=100;r2_gamma=100]"):
+        runs = [r for r in report["runs"] if r["preset"] == preset]
+        assert sorted(r["seed"] for r in runs) == [0, 1] and runs[0]["images_seen"][-1] == 163_840
+        n = len(runs[0]["evals"])
+        swd = ", ".join(f"{sum(r['evals'][i]['swd'] for r in runs) / 2:.1f}" for i in range(1, n))
+        fid = ", ".join(f"{sum(r['evals'][i]['fid'] for r in runs) / 2:.3f}" for i in range(1, n))
+        assert f"     - {swd}\n     - {fid}\n" in page, preset

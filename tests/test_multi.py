@@ -139,6 +139,8 @@ def test_loop_members_take_turns_on_the_sweeps_own_thread():
     assert {ident for ident, _, _ in Where.seen} == {threading.get_ident()}
     order = [id(t) for t in sweep.trainers]
     assert [(step, who) for _, step, who in Where.seen] == [(1, order[0]), (1, order[1]), (2, order[0]), (2, order[1])]
+
+
 def test_sweep_checkpoint_extracts_into_ordinary_checkpoints(tmp_path):
     MultiTrainer("dcgan_task1", seeds=[0, 1], overrides=SETTINGS["dcgan_task1"], device="cpu",
                  progress=False, out_dir=tmp_path / "sw").fit(images(), max_steps=3)

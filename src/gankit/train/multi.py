@@ -16,8 +16,9 @@ Two engines run the members' networks:
 
 ``"loop"`` (the default on CPU)
     the turn passes after every training step; each member's networks run as in a solo
-    run, all members on one thread (greenlets), so they share one OpenMP thread team. Member ``k`` is **bitwise** a solo run of its seed (every engine feature included).
-    On a CPU, which is compute-bound, this is also the fastest engine.
+    run, all members on one thread (greenlets), so they share one OpenMP thread team.
+    Member ``k`` is **bitwise** a solo run of its seed (every engine feature included). On
+    a CPU, which is compute-bound, this is also the fastest engine.
 ``"vmap"`` (the default on CUDA)
     the turn passes at every network call and backward pass; when every member has made
     the same call, the K generators (or discriminators) run as **one batched computation**
@@ -616,9 +617,9 @@ class MultiTrainer:
         """The loop engine: every member a greenlet on this thread, resumed in turn by this one.
 
         One thread, hence one OpenMP thread team: with a thread per member, K teams of
-        workers outnumber the cores, OpenMP's workers stop spinning between parallel regions
-        and every region waits for them to wake (about 8% per member-image for task two on 2
-        cores, measured); the members' steps change nowhere.
+        workers outnumber the cores, and a member cost about 8% more per image than a solo
+        run for task two on 2 cores (measured; gone with one thread per team, so most likely
+        OpenMP's workers sleeping between parallel regions). The members' steps change nowhere.
         """
         try:
             from greenlet import getcurrent, greenlet

@@ -61,11 +61,14 @@ def test_what_each_preset_changes():
     assert sn.loss == "hinge" and isinstance(sn.ema, GeneratorEMA)
     assert "BatchNorm2d" not in _kinds(sn.discriminator) and "Sigmoid" not in _kinds(sn.discriminator)
     assert any("parametrizations" in k for k in sn.discriminator.state_dict())  # spectral norm
+    for opt in sn.build_optimizers():  # Miyato et al. 2018, Table 1 setting C
+        assert opt.param_groups[0]["lr"] == 2e-4 and opt.param_groups[0]["betas"] == (0.5, 0.999)
 
     r3 = get_preset("r3gan_task1")
     step = r3.make_step()
     assert r3.loss == "rpgan" and [type(r) for r in step.regularizers] == [R1Penalty, R2Penalty]
     assert all(r.every == 4 for r in step.regularizers)
+    assert r3.r1_gamma == r3.r2_gamma == 100.0  # the sweeps' choice (docs/beyond.rst)
     assert "BatchNorm2d" not in _kinds(r3.discriminator)
     assert set(r3.schedules) == {"g.lr", "d.lr", "r1", "r2"}
     lr = r3.schedules["g.lr"]

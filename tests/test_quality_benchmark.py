@@ -132,3 +132,71 @@ def test_docs_r3gan_full_length_table_is_the_committed_run():
         runs = [r for r in report["runs"] if r["preset"] == preset]
         assert sorted(r["seed"] for r in runs) == [0, 1] and runs[0]["images_seen"][-1] == 163_840
         assert f"     - {_seed_means(runs, 'swd', 1)}\n     - {_seed_means(runs, 'fid', 3)}\n" in page, preset
+
+
+REPORT_PRESETS = ("dcgan_task1", "wgan_task2")
+
+
+def beyond_table_rows(report: dict) -> list[str]:
+    """The rows of docs/beyond.rst's main table, rendered from a quality.json's summary.
+
+    Per preset: SWD best / last, FID best / last (means over seeds), MS-SSIM last, the SWD
+    and FID collapse flags of each seed, and whether the preset beats both report presets
+    (a lower best *and* last SWD *and* FID than each of them).
+    """
+    summary = {(s["preset"], s["metric"]): s for s in report["summary"]}
+    presets = list(dict.fromkeys(s["preset"] for s in report["summary"] if "(raw G)" not in s["preset"]))
+
+    def beats(preset: str) -> str:
+        if preset in REPORT_PRESETS:
+            return "--"
+        return "yes" if all(summary[preset, m][k] < summary[r, m][k] for r in REPORT_PRESETS
+                            for m in ("swd", "fid") for k in ("best", "last")) else "no"
+
+    rows = []
+    for preset in presets:
+        swd, fid, ms = summary[preset, "swd"], summary[preset, "fid"], summary[preset, "ms_ssim"]
+        flags = ", ".join(f"s{seed}: {swd['seed_flags'][seed]} / {fid['seed_flags'][seed]}"
+                          for seed in sorted(swd["seed_flags"]))
+        cells = [f"``{preset}``", f"{swd['best']:.1f}", f"{swd['last']:.1f}", f"{fid['best']:.3f}",
+                 f"{fid['last']:.3f}", f"{ms['last']:.3f}", flags, beats(preset)]
+        rows.append("   * - " + "\n     - ".join(cells) + "\n")
+    return rows
+
+
+def test_docs_beyond_table_is_the_committed_benchmark():
+    """docs/beyond.rst's table of the seven presets is benchmarks/results-quality-beyond-cpu.json."""
+    root = Path(__file__).resolve().parent.parent
+    page = (root / "docs" / "beyond.rst").read_text(encoding="utf-8")
+    report = json.loads((root / "benchmarks" / "results-quality-beyond-cpu.json").read_text())
+    assert report["settings"]["seeds"] == [0, 1] and report["settings"]["config"] == "cpu"
+    rows = beyond_table_rows(report)
+    assert len(rows) == 7
+    for row in rows:
+        assert row in page, row
+
+
+def test_docs_stable_ablation_table_is_the_committed_runs():
+    """docs/beyond.rst's ablation of dcgan_task1_stable: each row is a committed run's seed means."""
+    root = Path(__file__).resolve().parent.parent
+    page = (root / "docs" / "beyond.rst").read_text(encoding="utf-8")
+
+    def summary(name: str) -> dict:
+        report = json.loads((root / "benchmarks" / name).read_text())
+        assert report["settings"]["seeds"] == [0, 1] and report["settings"]["config"] == "cpu"
+        return {(s["preset"], s["metric"]): s for s in report["summary"]}
+
+    now, v1 = summary("results-quality-beyond-cpu.json"), summary("results-quality-beyond-cpu-v1.json")
+    variants = summary("results-stable-variants.json")
+    rows = [("``dcgan_task1`` (the report)", now, "dcgan_task1"),
+            ("+ DiffAugment ``color,translation,cutout``", v1, "dcgan_task1_stable (raw G)"),
+            ("+ the DCGAN paper's lr 2e-4", now, "dcgan_task1_stable (raw G)"),
+            ("+ generator EMA (= ``dcgan_task1_stable``)", now, "dcgan_task1_stable"),
+            ("``dcgan_task1`` + generator EMA only", variants, "dcgan_task1_stable[augment=none]"),
+            ("DiffAugment + EMA at the report's lr 1e-4 (the first ``dcgan_task1_stable``)", v1,
+             "dcgan_task1_stable")]
+    for label, table, preset in rows:
+        swd, fid, ms = (table[preset, m] for m in ("swd", "fid", "ms_ssim"))
+        row = (f"   * - {label}\n     - {swd['best']:.1f} / {swd['last']:.1f}\n"
+               f"     - {fid['best']:.3f} / {fid['last']:.3f}\n     - {ms['last']:.3f}\n")
+        assert row in page, row

@@ -13,7 +13,8 @@ from PIL import Image
 
 from gankit.errors import ConfigError
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "quality.py"
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "quality.py"
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +107,9 @@ def _seed_means(runs: list[dict], metric: str, digits: int) -> str:
 
 def test_docs_r3gan_gamma_sweep_table_is_the_committed_runs():
     """docs/beyond.rst's second gamma sweep shows the seed means of the committed JSONs."""
-    root = Path(__file__).resolve().parent.parent
-    page = (root / "docs" / "beyond.rst").read_text(encoding="utf-8").replace("**", "")
+    page = (ROOT / "docs" / "beyond.rst").read_text(encoding="utf-8").replace("**", "")
     for name in ("results-r3gan-sweep2.json", "results-r3gan-sweep3.json"):
-        report = json.loads((root / "benchmarks" / name).read_text())
+        report = json.loads((ROOT / "benchmarks" / name).read_text())
         assert report["settings"]["seeds"] == [0, 1] and report["settings"]["images"] == 40960
         presets = sorted({r["preset"] for r in report["runs"]})
         for preset in presets:
@@ -124,9 +124,8 @@ def test_docs_r3gan_gamma_sweep_table_is_the_committed_runs():
 
 def test_docs_r3gan_full_length_table_is_the_committed_run():
     """docs/beyond.rst's full-length gamma-100 table shows the seed means of the committed JSON."""
-    root = Path(__file__).resolve().parent.parent
-    page = (root / "docs" / "beyond.rst").read_text(encoding="utf-8")
-    report = json.loads((root / "benchmarks" / "results-r3gan100-full.json").read_text())
+    page = (ROOT / "docs" / "beyond.rst").read_text(encoding="utf-8")
+    report = json.loads((ROOT / "benchmarks" / "results-r3gan100-full.json").read_text())
     assert report["settings"]["seeds"] == [0, 1] and report["settings"]["config"] == "cpu"
     for preset in ("dcgan_task1", "r3gan_task1[r1_gamma=100;r2_gamma=100]"):
         runs = [r for r in report["runs"] if r["preset"] == preset]
@@ -137,6 +136,11 @@ def test_docs_r3gan_full_length_table_is_the_committed_run():
 REPORT_PRESETS = ("dcgan_task1", "wgan_task2")
 
 
+def _summary_by_key(report: dict) -> dict[tuple[str, str], dict]:
+    """A quality.json's summary rows by (preset, metric)."""
+    return {(s["preset"], s["metric"]): s for s in report["summary"]}
+
+
 def beyond_table_rows(report: dict) -> list[str]:
     """The rows of docs/beyond.rst's main table, rendered from a quality.json's summary.
 
@@ -144,7 +148,7 @@ def beyond_table_rows(report: dict) -> list[str]:
     and FID collapse flags of each seed, and whether the preset beats both report presets
     (a lower best *and* last SWD *and* FID than each of them).
     """
-    summary = {(s["preset"], s["metric"]): s for s in report["summary"]}
+    summary = _summary_by_key(report)
     presets = list(dict.fromkeys(s["preset"] for s in report["summary"] if "(raw G)" not in s["preset"]))
 
     def beats(preset: str) -> str:
@@ -166,9 +170,8 @@ def beyond_table_rows(report: dict) -> list[str]:
 
 def test_docs_beyond_table_is_the_committed_benchmark():
     """docs/beyond.rst's table of the seven presets is benchmarks/results-quality-beyond-cpu.json."""
-    root = Path(__file__).resolve().parent.parent
-    page = (root / "docs" / "beyond.rst").read_text(encoding="utf-8")
-    report = json.loads((root / "benchmarks" / "results-quality-beyond-cpu.json").read_text())
+    page = (ROOT / "docs" / "beyond.rst").read_text(encoding="utf-8")
+    report = json.loads((ROOT / "benchmarks" / "results-quality-beyond-cpu.json").read_text())
     assert report["settings"]["seeds"] == [0, 1] and report["settings"]["config"] == "cpu"
     rows = beyond_table_rows(report)
     assert len(rows) == 7
@@ -178,13 +181,12 @@ def test_docs_beyond_table_is_the_committed_benchmark():
 
 def test_docs_stable_ablation_table_is_the_committed_runs():
     """docs/beyond.rst's ablation of dcgan_task1_stable: each row is a committed run's seed means."""
-    root = Path(__file__).resolve().parent.parent
-    page = (root / "docs" / "beyond.rst").read_text(encoding="utf-8")
+    page = (ROOT / "docs" / "beyond.rst").read_text(encoding="utf-8")
 
     def summary(name: str) -> dict:
-        report = json.loads((root / "benchmarks" / name).read_text())
+        report = json.loads((ROOT / "benchmarks" / name).read_text())
         assert report["settings"]["seeds"] == [0, 1] and report["settings"]["config"] == "cpu"
-        return {(s["preset"], s["metric"]): s for s in report["summary"]}
+        return _summary_by_key(report)
 
     now, v1 = summary("results-quality-beyond-cpu.json"), summary("results-quality-beyond-cpu-v1.json")
     variants = summary("results-stable-variants.json")

@@ -39,22 +39,22 @@ __all__ = [
     "STABLE_META",
 ]
 
+_EMA = {"ema_half_life_images": 10_000.0, "ema_rampup": 0.05}
+_PAPER_LR = {"g_optimizer": "adam_dcgan_paper", "d_optimizer": "adam_dcgan_paper"}  # Adam 2e-4 (0.5, 0.999)
+_DIFFAUGMENT = {"augment": "diffaugment"}
+
 #: The rows of the ``dcgan_task1_stable`` ablation: each adds one change to the report's
 #: task one, as overrides of ``dcgan_task1``. The third row is the raw generator of the
 #: ``dcgan_task1_stable`` run itself (the EMA only watches the training, so that generator
-#: is bitwise the one of ``dcgan_task1(**row[1])``): the quality benchmark measures it with
-#: ``--raw-too dcgan_task1_stable``.
+#: is bitwise the one of ``dcgan_task1(**DCGAN_STABLE_ABLATION[2][1])``): the quality
+#: benchmark measures it with ``--raw-too dcgan_task1_stable``.
 DCGAN_STABLE_ABLATION: list[tuple[str, dict[str, Any]]] = [
     ("dcgan_task1 (the report)", {}),
-    ("+ DiffAugment color,translation,cutout", {"augment": "diffaugment"}),
-    ("+ the DCGAN paper's Adam lr 2e-4 for G and D",
-     {"augment": "diffaugment", "g_optimizer": "adam_dcgan_paper", "d_optimizer": "adam_dcgan_paper"}),
+    ("+ DiffAugment color,translation,cutout", _DIFFAUGMENT),
+    ("+ the DCGAN paper's Adam lr 2e-4 for G and D", _DIFFAUGMENT | _PAPER_LR),
     ("+ generator EMA, half-life 10k images, ramp-up 0.05 (= dcgan_task1_stable)",
-     {"augment": "diffaugment", "g_optimizer": "adam_dcgan_paper", "d_optimizer": "adam_dcgan_paper",
-      "ema_half_life_images": 10_000.0, "ema_rampup": 0.05}),
+     _DIFFAUGMENT | _PAPER_LR | _EMA),
 ]
-
-_EMA = {"ema_half_life_images": 10_000.0, "ema_rampup": 0.05}
 
 #: ``Recipe.meta`` of the presets of this module (``benchmarks`` filled from real runs of
 #: ``benchmarks/quality.py``: see docs/beyond.rst).
@@ -203,8 +203,8 @@ def sngan_task1(**overrides: Any) -> Recipe:
     Returns:
         The :class:`~gankit.presets.Recipe`.
     """
-    s = make_settings(dict(batch_size=64, epochs=51, loss="hinge", g_optimizer="adam_dcgan_paper",
-                           d_optimizer="adam_dcgan_paper", spectral_norm=True, **_EMA), overrides)
+    s = make_settings(dict(batch_size=64, epochs=51, loss="hinge", spectral_norm=True, **_PAPER_LR, **_EMA),
+                      overrides)
     g, d = _task1_networks(s, d_norm=None, sigmoid=False)
     return _done("sngan_task1", sngan_task1, g, d, s, overrides)
 
@@ -261,8 +261,7 @@ def dcgan_task1_stable(**overrides: Any) -> Recipe:
     Returns:
         The :class:`~gankit.presets.Recipe`.
     """
-    s = make_settings(dict(batch_size=64, epochs=51, loss="bce", g_optimizer="adam_dcgan_paper",
-                           d_optimizer="adam_dcgan_paper", augment="diffaugment", shuffle="dataloader", **_EMA),
-                      overrides)
+    s = make_settings(dict(batch_size=64, epochs=51, loss="bce", shuffle="dataloader", **_DIFFAUGMENT,
+                           **_PAPER_LR, **_EMA), overrides)
     g, d = _task1_networks(s)
     return _done("dcgan_task1_stable", dcgan_task1_stable, g, d, s, overrides)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -159,6 +161,28 @@ def test_ema_and_ada_from_settings_survive_resume(tmp_path):
     assert any(x is not None for x in rts) and rts == [r.get("ada_rt") for r in first.history + second.history[5:]]
     for a, b in zip(_state(full.ema.module), _state(second.ema.module)):
         assert torch.equal(a, b)
+
+
+def test_ema_recompute_bn_setting_gives_the_average_its_own_batchnorm_statistics():
+    from gankit.train.ema import recompute_batchnorm
+
+    with pytest.raises(ConfigError, match="ema_recompute_bn must be a non-negative integer"):
+        dcgan_task1(ema_recompute_bn=-1)
+    kw = dict(TINY, ema_half_life_images=16.0)
+    torch.manual_seed(0)
+    copied = Trainer(dcgan_task1(**kw), device="cpu", progress=False)
+    copied.fit(IMAGES, max_steps=4)
+    torch.manual_seed(0)
+    own = Trainer(dcgan_task1(**kw, ema_recompute_bn=8), device="cpu", progress=False)
+    own.fit(IMAGES, max_steps=4)
+    assert own.ema.recompute_bn == 8 and copied.ema.recompute_bn == 0
+    for a, b in zip(_state(copied.ema.module), _state(own.ema.module)):  # training is the same
+        assert torch.equal(a, b)
+    # sampling uses the average with statistics re-estimated on 8 of its own images
+    expected = recompute_batchnorm(copy.deepcopy(copied.ema.module), z_dim=8, num_images=8, batch_size=4)
+    for a, b in zip(_state(own.ema.sampling_module()), _state(expected)):
+        assert torch.equal(a, b)
+    assert not torch.equal(own.sample(4, seed=1), copied.sample(4, seed=1))
 
 
 def test_recipe_schedules_are_applied_and_the_trainers_win():

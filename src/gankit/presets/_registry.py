@@ -89,6 +89,9 @@ class RecipeSettings:
             sampling and export; 0: none.
         ema_rampup: the EMA's ramp-up ratio (half-life at most ``ema_rampup`` times the images
             seen; StyleGAN2-ADA: 0.05), or None.
+        ema_recompute_bn: before the averaged generator samples (grids, evaluation, export),
+            recompute its BatchNorm statistics on this many of its own images; 0: keep the
+            statistics copied from the raw generator (StyleGAN2's way).
         decay_images: images over which a preset's cosine schedules run (learning rate,
             penalty gamma: see the preset); 0: no schedule (constant values).
         shuffle: the order of the real images in each epoch when gankit batches them
@@ -126,6 +129,7 @@ class RecipeSettings:
     augment: str = "none"
     ema_half_life_images: float = 0.0
     ema_rampup: float | None = None
+    ema_recompute_bn: int = 0
     decay_images: int = 0
     shuffle: str = "seeded"
     sample_grid: int = 10
@@ -137,7 +141,7 @@ class RecipeSettings:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}.")
-        for name in ("epochs", "checkpoint_every", "decay_images", "num_classes"):
+        for name in ("epochs", "checkpoint_every", "decay_images", "num_classes", "ema_recompute_bn"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"{name} must be a non-negative integer, got {v!r}.")

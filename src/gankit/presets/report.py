@@ -88,7 +88,8 @@ def finish_recipe(
     """The :class:`Recipe` of built networks and settings, with what the settings add.
 
     ``spectral_norm`` wraps the discriminator's layers; ``ema_half_life_images`` > 0 attaches
-    a :class:`~gankit.train.GeneratorEMA` (half-life and ``ema_rampup`` from the settings).
+    a :class:`~gankit.train.GeneratorEMA` (half-life, ``ema_rampup`` and ``ema_recompute_bn``
+    from the settings).
     Every registered preset ends with it, so these settings work on any of them
     (``dcgan_task1(ema_half_life_images=10_000)``).
 
@@ -116,7 +117,8 @@ def finish_recipe(
     if s.ema_half_life_images:
         from ..train.ema import GeneratorEMA
 
-        recipe.ema = GeneratorEMA(half_life_images=s.ema_half_life_images, rampup=s.ema_rampup)
+        recipe.ema = GeneratorEMA(half_life_images=s.ema_half_life_images, rampup=s.ema_rampup,
+                                  recompute_bn=s.ema_recompute_bn)
     return recipe
 
 

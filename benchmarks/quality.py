@@ -560,35 +560,52 @@ SAME_RUN_KEYS = ("data", "num_images", "images", "epochs", "eval_every_images", 
                  "extractor", "inception_weights", "sets")
 
 
+def run_provenance(run: dict[str, Any], doc: dict[str, Any]) -> tuple[str, str, str]:
+    """``(commit, machine, date)`` of one run: its own folder's when it was reused, else this doc's.
+
+    The commit is abbreviated and marked ``+dirty`` when the checkout had uncommitted changes;
+    a date that folder did not record (runs written before it was kept) is ``"not recorded"``.
+    """
+    src = run.get("reused_from") or doc
+    git = src.get("git") or {}
+    commit = (git.get("commit") or "unknown")[:7] + ("+dirty" if git.get("dirty") else "")
+    m = src.get("machine") or {}
+    where = f"{m['cpu']}, {m['cores']} cores" if m.get("cpu") else "not recorded"
+    return commit, where, src.get("date") or "not recorded"
+
+
 def write_meta(path: Path, rows: list[dict[str, Any]], doc: dict[str, Any]) -> None:
-    """Merge the measured figures of every plain preset of this run into ``path``."""
+    """Merge the measured figures of every plain preset of this run into ``path``.
+
+    Each preset's figures name the commits, machines and dates of *its own* runs (a reused
+    run keeps those of the folder it was trained in), not those of the whole invocation.
+    """
     cfg = doc["settings"]
     runs = doc["runs"]
     try:
         measured = json.loads(path.read_text()) if path.exists() else {}
     except json.JSONDecodeError as err:
         raise ConfigError(f"--write-meta {path}: not JSON ({err}); give the measured.json file") from None
-    commits = {r.get("reused_from", {}).get("git", {}).get("commit") for r in runs} - {None}
-    commits.add((doc["git"] or {}).get("commit"))
-    provenance = {
-        "machine": f"{doc['machine']['cpu']}, {doc['machine']['cores']} cores",
+    common = {
         "configuration": f"benchmarks/quality.py --config {cfg['config']} ({cfg['data']}, "
                          f"{cfg['image_size']}x{cfg['image_size']}, width {cfg['base_channels']}, "
                          f"{'bf16 fast mode' if cfg['fast'] else 'fp32'})",
         "training images": cfg["images"] or f"{cfg['epochs']} epochs",
         "seeds": ",".join(str(x) for x in cfg["seeds"]),
-        "commit": ", ".join(sorted(c[:7] for c in commits if c)),
-        "date": time.strftime("%Y-%m-%d"),
     }
     for preset in dict.fromkeys(r["preset"] for r in rows):
         if "[" in preset or "(" in preset:
             continue
+        own = [run for run in runs if run["preset"] == preset]
+        commits, machines, dates = (sorted(set(x)) for x in zip(*(run_provenance(run, doc) for run in own)))
+        provenance = {**common, "machine": "; ".join(machines), "commit": ", ".join(commits),
+                      "date": ", ".join(dates)}
         figures = []
         for r in rows:
             if r["preset"] != preset or r["metric"] not in ("swd", "fid"):
                 continue
             name = "SWD x1e3" if r["metric"] == "swd" else f"FID ({cfg['extractor']} extractor)"
-            steps = sorted({run["steps"] for run in runs if run["preset"] == preset})
+            steps = sorted({run["steps"] for run in own})
             for which in ("best", "last"):
                 figures.append({"metric": f"{name}, {which} (mean over seeds)",
                                 "value": float(f"{r[which]:.4g}"), **provenance,
@@ -617,8 +634,11 @@ def reusable_runs(folders: list[str], cfg: dict[str, Any]) -> dict[tuple[str, in
         grids_file = Path(folder) / "grids.pt"
         grids = torch.load(grids_file, weights_only=True) if grids_file.exists() else {}
         for run in doc["runs"]:
+            # a run that folder had itself reused keeps where it was trained
+            origin = run.get("reused_from") or doc
             run = dict(run, grids=grids.get(f"{run['preset']}|{run['seed']}"),
-                       reused_from={"folder": str(folder), "git": doc.get("git")})
+                       reused_from={"folder": str(folder), "git": origin.get("git"),
+                                    "machine": origin.get("machine"), "date": origin.get("date")})
             found[(run["preset"], int(run["seed"]))] = run
     return found
 
@@ -634,6 +654,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """
     args, cfg = parse_args(argv)
     commit = git_commit()  # the code this run uses: read before it starts, not after
+    run_date = time.strftime("%Y-%m-%d")
     for name in cfg["imports"]:
         importlib.import_module(name)
     known = set(gankit.list_presets())
@@ -741,6 +762,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "gankit_version": gankit.__version__,
         "git": commit,
         "machine": machine(),
+        "date": run_date,
         "command": [sys.executable, *(sys.argv if argv is None else ["benchmarks/quality.py", *argv])],
         "settings": {k: v for k, v in cfg.items() if k != "extractor_module"},
         "seeds": cfg["seeds"],

@@ -99,6 +99,44 @@ def test_bad_options_are_one_line_errors(quality, tmp_path):
         assert "\n" not in str(info.value)
 
 
+def test_write_meta_gives_each_preset_the_provenance_of_its_own_runs(quality, tmp_path):
+    """A gathering run (--reuse ... --write-meta) names, per preset, where its runs were trained."""
+    here = {"commit": "a" * 40, "dirty": False}
+    elsewhere = {"git": {"commit": "b" * 40, "dirty": True}, "machine": {"cpu": "Xeon", "cores": 2},
+                 "date": "2026-12-02", "folder": "runs/old"}
+    doc = {"git": here, "machine": {"cpu": "AMD EPYC", "cores": 2}, "date": "2026-12-03",
+           "settings": {"config": "cpu", "data": "toy-faces", "image_size": 32, "base_channels": 32,
+                        "fast": True, "images": 163840, "epochs": None, "seeds": [0, 1], "extractor": "tiny"},
+           "runs": [{"preset": "fresh", "seed": 0, "steps": 2560},
+                    {"preset": "reused", "seed": 0, "steps": 2560, "reused_from": elsewhere},
+                    {"preset": "reused", "seed": 1, "steps": 2560, "reused_from": {**elsewhere, "date": None}}]}
+    rows = [{"preset": p, "metric": m, "best": 1.0, "last": 2.0} for p in ("fresh", "reused") for m in ("swd", "fid")]
+    path = tmp_path / "measured.json"
+    path.write_text('{"untouched": {"figures": []}}')
+    quality.write_meta(path, rows, doc)
+    measured = json.loads(path.read_text())
+    assert measured["untouched"] == {"figures": []}  # other presets' figures are kept
+    fresh, reused = measured["fresh"]["figures"], measured["reused"]["figures"]
+    assert len(fresh) == len(reused) == 4 and [f["value"] for f in fresh] == [1.0, 2.0, 1.0, 2.0]
+    assert {(f["commit"], f["machine"], f["date"]) for f in fresh} == {("aaaaaaa", "AMD EPYC, 2 cores", "2026-12-03")}
+    assert {(f["commit"], f["machine"], f["date"]) for f in reused} == {
+        ("bbbbbbb+dirty", "Xeon, 2 cores", "2026-12-02, not recorded")}
+
+
+def test_a_reused_run_keeps_the_provenance_of_the_folder_it_was_trained_in(quality, tmp_path):
+    cfg = {"data": "toy-faces", "images": 512}
+    trained = {"git": {"commit": "c" * 40, "dirty": False}, "machine": {"cpu": "Xeon", "cores": 2}, "date": "2026-12-01"}
+    gathered = {"git": {"commit": "d" * 40, "dirty": False}, "machine": {"cpu": "AMD EPYC", "cores": 2}, "settings": cfg,
+                "runs": [{"preset": "a", "seed": 0, "reused_from": {"folder": "runs/first", **trained}},
+                         {"preset": "b", "seed": 0}]}
+    (tmp_path / "quality.json").write_text(json.dumps(gathered))
+    found = quality.reusable_runs([str(tmp_path)], cfg)
+    first, own = found[("a", 0)]["reused_from"], found[("b", 0)]["reused_from"]
+    assert (first["git"], first["machine"], first["date"]) == (trained["git"], trained["machine"], "2026-12-01")
+    assert (own["git"], own["machine"], own["date"]) == (gathered["git"], gathered["machine"], None)
+    assert first["folder"] == own["folder"] == str(tmp_path)
+
+
 def _seed_means(runs: list[dict], metric: str, digits: int) -> str:
     """A metric's mean over the runs (seeds) at every evaluation after the first, as the docs print it."""
     n = len(runs[0]["evals"])

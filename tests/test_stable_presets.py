@@ -61,6 +61,7 @@ def test_what_each_preset_changes():
 
     sn = get_preset("sngan_task1")
     assert sn.loss == "hinge" and isinstance(sn.ema, GeneratorEMA)
+    assert (sn.ema.half_life_images, sn.ema.rampup, sn.ema.recompute_bn) == (10_000, None, 2048)  # ema_probe.py
     assert "BatchNorm2d" not in _kinds(sn.discriminator) and "Sigmoid" not in _kinds(sn.discriminator)
     assert any("parametrizations" in k for k in sn.discriminator.state_dict())  # spectral norm
     for opt in sn.build_optimizers():  # Miyato et al. 2018, Table 1 setting C

@@ -240,3 +240,19 @@ def test_docs_stable_ablation_table_is_the_committed_runs():
         row = (f"   * - {label}\n     - {swd['best']:.1f} / {swd['last']:.1f}\n"
                f"     - {fid['best']:.3f} / {fid['last']:.3f}\n     - {ms['last']:.3f}\n")
         assert row in page, row
+
+
+def test_docs_wgan_gp_per_generator_update_table_is_the_committed_benchmark():
+    """docs/beyond.rst compares wgan_gp_task2 and dcgan_task1 at equal generator updates."""
+    page = (ROOT / "docs" / "beyond.rst").read_text(encoding="utf-8")
+    report = json.loads((ROOT / "benchmarks" / "results-quality-beyond-cpu.json").read_text())
+
+    def at(preset: str, g_updates: int) -> str:
+        runs = [r for r in report["runs"] if r["preset"] == preset]
+        n_critic = runs[0]["recipe"]["n_critic"]  # 160 steps an epoch: every 5th updates G
+        i = [e["step"] for e in runs[0]["evals"]].index(g_updates * n_critic)
+        swd, fid = (sum(r["evals"][i][m] for r in runs) / len(runs) for m in ("swd", "fid"))
+        return f"{swd:.1f} / {fid:.3f} ({runs[0]['images_seen'][i]:,} images)"
+
+    assert f"     - {at('wgan_gp_task2', 320)}\n     - {at('dcgan_task1', 320)}\n" in page
+    assert f"     - {at('wgan_gp_task2', 512)}\n     - {at('dcgan_task1', 640)}\n" in page

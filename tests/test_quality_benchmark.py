@@ -256,3 +256,28 @@ def test_docs_wgan_gp_per_generator_update_table_is_the_committed_benchmark():
 
     assert f"     - {at('wgan_gp_task2', 320)}\n     - {at('dcgan_task1', 320)}\n" in page
     assert f"     - {at('wgan_gp_task2', 512)}\n     - {at('dcgan_task1', 640)}\n" in page
+
+
+def _probe_cell(doc: dict, key: str) -> str:
+    last = [r for r in doc["results"] if r["images"] == 163_840]
+    fid = sum(r[key]["fid"] for r in last) / len(last)
+    swd = f"{sum(r[key]['swd'] for r in last) / len(last):.1f}" if "swd" in last[0][key] else "--"
+    return f"{swd} / {fid:.3f}"
+
+
+def test_docs_ema_probe_table_is_the_committed_runs():
+    """docs/beyond.rst's EMA table is benchmarks/results-ema-probe-*.json, and the probe trains as the
+    benchmark does: its preset EMA ends where the table of the same commit's recipes (v2) ends."""
+    page = (ROOT / "docs" / "beyond.rst").read_text(encoding="utf-8")
+    probes = {p: json.loads((ROOT / "benchmarks" / f"results-ema-probe-{p}.json").read_text()) for p in ("stable", "sngan")}
+    keys = [k for k in probes["stable"]["results"][-1] if k not in ("seed", "images")]
+    assert len(keys) == 10
+    for key in keys:
+        assert f"     - {_probe_cell(probes['stable'], key)}\n     - {_probe_cell(probes['sngan'], key)}\n" in page, key
+    v2 = _summary_by_key(json.loads((ROOT / "benchmarks" / "results-quality-beyond-cpu-v2.json").read_text()))
+    for probe, preset in ((probes["stable"], "dcgan_task1_stable"), (probes["sngan"], "sngan_task1")):
+        assert probe["preset"] == preset
+        last = [r for r in probe["results"] if r["images"] == 163_840]
+        for metric in ("swd", "fid"):
+            mean = sum(r["preset_ema"][metric] for r in last) / len(last)
+            assert mean == pytest.approx(v2[preset, metric]["last"], rel=1e-9), (preset, metric)

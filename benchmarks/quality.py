@@ -634,11 +634,12 @@ def reusable_runs(folders: list[str], cfg: dict[str, Any]) -> dict[tuple[str, in
         grids_file = Path(folder) / "grids.pt"
         grids = torch.load(grids_file, weights_only=True) if grids_file.exists() else {}
         for run in doc["runs"]:
-            # a run that folder had itself reused keeps where it was trained
-            origin = run.get("reused_from") or doc
+            # a run that folder had itself reused keeps where it was trained; what it did not
+            # record (runs reused before machine and date were kept) is that folder's
+            origin = run.get("reused_from") or {}
             run = dict(run, grids=grids.get(f"{run['preset']}|{run['seed']}"),
-                       reused_from={"folder": str(folder), "git": origin.get("git"),
-                                    "machine": origin.get("machine"), "date": origin.get("date")})
+                       reused_from={"folder": str(folder),
+                                    **{k: origin.get(k) or doc.get(k) for k in ("git", "machine", "date")}})
             found[(run["preset"], int(run["seed"]))] = run
     return found
 

@@ -128,13 +128,16 @@ def test_a_reused_run_keeps_the_provenance_of_the_folder_it_was_trained_in(quali
     trained = {"git": {"commit": "c" * 40, "dirty": False}, "machine": {"cpu": "Xeon", "cores": 2}, "date": "2026-12-01"}
     gathered = {"git": {"commit": "d" * 40, "dirty": False}, "machine": {"cpu": "AMD EPYC", "cores": 2}, "settings": cfg,
                 "runs": [{"preset": "a", "seed": 0, "reused_from": {"folder": "runs/first", **trained}},
-                         {"preset": "b", "seed": 0}]}
+                         {"preset": "b", "seed": 0},
+                         {"preset": "c", "seed": 0, "reused_from": {"folder": "runs/older", "git": trained["git"]}}]}
     (tmp_path / "quality.json").write_text(json.dumps(gathered))
     found = quality.reusable_runs([str(tmp_path)], cfg)
     first, own = found[("a", 0)]["reused_from"], found[("b", 0)]["reused_from"]
     assert (first["git"], first["machine"], first["date"]) == (trained["git"], trained["machine"], "2026-12-01")
     assert (own["git"], own["machine"], own["date"]) == (gathered["git"], gathered["machine"], None)
     assert first["folder"] == own["folder"] == str(tmp_path)
+    older = found[("c", 0)]["reused_from"]  # reused before machines were recorded: the folder's
+    assert (older["git"], older["machine"], older["date"]) == (trained["git"], gathered["machine"], None)
 
 
 def _seed_means(runs: list[dict], metric: str, digits: int) -> str:

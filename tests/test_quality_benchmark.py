@@ -287,3 +287,32 @@ def test_docs_ema_probe_table_is_the_committed_runs():
         for metric in ("swd", "fid"):
             mean = sum(r["preset_ema"][metric] for r in last) / len(last)
             assert mean == pytest.approx(v2[preset, metric]["last"], rel=1e-9), (preset, metric)
+
+
+def test_docs_wgan_gp_longer_run_and_ema_are_the_committed_runs():
+    """docs/beyond.rst's five-times-longer wgan_gp_task2 run and its EMA variant are the committed
+    JSONs, and the long run trains as the benchmark does: at 163,840 images it is the table's seed 0."""
+    page = (ROOT / "docs" / "beyond.rst").read_text(encoding="utf-8")
+    table = json.loads((ROOT / "benchmarks" / "results-quality-beyond-cpu.json").read_text())
+    (long,) = json.loads((ROOT / "benchmarks" / "results-wgan-gp-5x-s0.json").read_text())["runs"]
+    (ema,) = json.loads((ROOT / "benchmarks" / "results-wgan-gp-ema-s0.json").read_text())["runs"]
+    seed0 = {r["preset"]: r for r in table["runs"] if r["seed"] == 0}
+    base = seed0["wgan_gp_task2"]
+    n_critic = long["recipe"]["n_critic"]
+    assert long["preset"] == "wgan_gp_task2" and long["seed"] == 0 and long["images_seen"][-1] == 5 * 163_840
+    i = long["images_seen"].index(163_840)
+    assert (long["evals"][i]["swd"], long["evals"][i]["fid"]) == (base["evals"][-1]["swd"], base["evals"][-1]["fid"])
+    for images, e in zip(long["images_seen"], long["evals"]):
+        if e["step"]:
+            row = f"   * - {images:,}\n     - {e['step'] // n_critic:,}\n     - {e['swd']:.1f} / {e['fid']:.3f}\n"
+            assert row in page, row
+    dcgan = seed0["dcgan_task1"]["evals"][-1]
+    assert f"{dcgan['swd']:.1f} / {dcgan['fid']:.3f}" in page
+    assert ema["overrides"]["ema_half_life_images"] == 10_000 and ema["overrides"]["ema_recompute_bn"] == 2048
+    assert ema["images_seen"][-1] == 163_840
+    assert f"{ema['evals'][-1]['swd']:.1f} / {ema['evals'][-1]['fid']:.3f}" in page
+    assert f"{base['evals'][-1]['swd']:.1f} / {base['evals'][-1]['fid']:.3f}" in page
+    (b05,) = json.loads((ROOT / "benchmarks" / "results-wgan-gp-b05-s0.json").read_text())["runs"]
+    assert b05["overrides"]["g_optimizer"] == b05["overrides"]["d_optimizer"] == "adam_wgan_gp_b05"
+    assert b05["images_seen"][-1] == 163_840
+    assert f"gave {b05['evals'][-1]['swd']:.1f} / {b05['evals'][-1]['fid']:.3f}" in page

@@ -289,13 +289,24 @@ def test_docs_ema_probe_table_is_the_committed_runs():
             assert mean == pytest.approx(v2[preset, metric]["last"], rel=1e-9), (preset, metric)
 
 
+
+def _only_run(name: str) -> dict:
+    """The one run of a committed single-preset, single-seed quality.json."""
+    (run,) = json.loads((ROOT / "benchmarks" / name).read_text())["runs"]
+    return run
+
+
+def _swd_fid(evaluation: dict) -> str:
+    return f"{evaluation['swd']:.1f} / {evaluation['fid']:.3f}"
+
+
 def test_docs_wgan_gp_longer_run_and_ema_are_the_committed_runs():
-    """docs/beyond.rst's five-times-longer wgan_gp_task2 run and its EMA variant are the committed
-    JSONs, and the long run trains as the benchmark does: at 163,840 images it is the table's seed 0."""
+    """docs/beyond.rst's five-times-longer wgan_gp_task2 run and its EMA and betas (0.5, 0.9) variants
+    are the committed JSONs, and the long run trains as the benchmark does: at 163,840 images it is
+    the table's seed 0."""
     page = (ROOT / "docs" / "beyond.rst").read_text(encoding="utf-8")
     table = json.loads((ROOT / "benchmarks" / "results-quality-beyond-cpu.json").read_text())
-    (long,) = json.loads((ROOT / "benchmarks" / "results-wgan-gp-5x-s0.json").read_text())["runs"]
-    (ema,) = json.loads((ROOT / "benchmarks" / "results-wgan-gp-ema-s0.json").read_text())["runs"]
+    long, ema, b05 = (_only_run(f"results-wgan-gp-{v}-s0.json") for v in ("5x", "ema", "b05"))
     seed0 = {r["preset"]: r for r in table["runs"] if r["seed"] == 0}
     base = seed0["wgan_gp_task2"]
     n_critic = long["recipe"]["n_critic"]
@@ -304,15 +315,13 @@ def test_docs_wgan_gp_longer_run_and_ema_are_the_committed_runs():
     assert (long["evals"][i]["swd"], long["evals"][i]["fid"]) == (base["evals"][-1]["swd"], base["evals"][-1]["fid"])
     for images, e in zip(long["images_seen"], long["evals"]):
         if e["step"]:
-            row = f"   * - {images:,}\n     - {e['step'] // n_critic:,}\n     - {e['swd']:.1f} / {e['fid']:.3f}\n"
+            row = f"   * - {images:,}\n     - {e['step'] // n_critic:,}\n     - {_swd_fid(e)}\n"
             assert row in page, row
-    dcgan = seed0["dcgan_task1"]["evals"][-1]
-    assert f"{dcgan['swd']:.1f} / {dcgan['fid']:.3f}" in page
+    assert _swd_fid(seed0["dcgan_task1"]["evals"][-1]) in page
     assert ema["overrides"]["ema_half_life_images"] == 10_000 and ema["overrides"]["ema_recompute_bn"] == 2048
     assert ema["images_seen"][-1] == 163_840
-    assert f"{ema['evals'][-1]['swd']:.1f} / {ema['evals'][-1]['fid']:.3f}" in page
-    assert f"{base['evals'][-1]['swd']:.1f} / {base['evals'][-1]['fid']:.3f}" in page
-    (b05,) = json.loads((ROOT / "benchmarks" / "results-wgan-gp-b05-s0.json").read_text())["runs"]
+    assert _swd_fid(ema["evals"][-1]) in page
+    assert _swd_fid(base["evals"][-1]) in page
     assert b05["overrides"]["g_optimizer"] == b05["overrides"]["d_optimizer"] == "adam_wgan_gp_b05"
     assert b05["images_seen"][-1] == 163_840
-    assert f"gave {b05['evals'][-1]['swd']:.1f} / {b05['evals'][-1]['fid']:.3f}" in page
+    assert f"gave {_swd_fid(b05['evals'][-1])}" in page

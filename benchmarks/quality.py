@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import io
 import json
 import math
@@ -83,6 +82,7 @@ import gankit
 from gankit.data import load_images
 from gankit.errors import ConfigError, GankitError
 from gankit.metrics import get_extractor, ms_ssim_diversity, sliced_wasserstein_distance
+from gankit.presets import import_user_module
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # the sibling provenance.py, also when this file is loaded by path
@@ -467,7 +467,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
                    help="same as --config quick")
     p.add_argument("--presets", default="dcgan_task1,wgan_task2", help="comma-separated preset names")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                   help="import a module first (it may register presets); repeatable")
+                   help="import a module first (it may register presets): a module name or the path "
+                        "of a .py file; repeatable")
     p.add_argument("--data", default="toy-faces", help="folder of images or dataset name")
     p.add_argument("--num-images", type=int, help="dataset images to use (toy-faces: generated)")
     p.add_argument("--images", type=int, help="training images per preset and seed")
@@ -657,7 +658,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     commit = git_commit()  # the code this run uses: read before it starts, not after
     run_date = time.strftime("%Y-%m-%d")
     for name in cfg["imports"]:
-        importlib.import_module(name)
+        import_user_module(name)
     known = set(gankit.list_presets())
     missing = [p for p in cfg["presets"] if parse_preset_spec(p)[0] not in known]
     if missing:

@@ -186,6 +186,56 @@ def test_import_registers_a_user_preset(tmp_path, capsys, monkeypatch):
     assert code == 2 and "no_such_module_xyz" in one_line_error(err)
 
 
+def test_import_takes_the_path_of_a_py_file(tmp_path, capsys, monkeypatch):
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / "path_presets_mod.py").write_text(
+        "from gankit.presets import register_preset, dcgan_task1\n"
+        "@register_preset(name='my_path_gan', description='a preset from a file')\n"
+        "def my_path_gan(**o):\n"
+        "    return dcgan_task1(**o)\n"
+    )
+    (lab / "pkg_presets_mod").mkdir()
+    (lab / "pkg_presets_mod" / "__init__.py").write_text("from .inner import VALUE\n")
+    (lab / "pkg_presets_mod" / "inner.py").write_text("VALUE = 7\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # not the file's folder: the path alone finds it
+    from gankit.presets._registry import _PRESETS
+
+    try:
+        code, out, _ = run(capsys, "--import", "../lab/path_presets_mod.py", "presets", "my_*")
+        assert code == 0 and "my_path_gan  a preset from a file" in out
+        assert sys.modules["path_presets_mod"].__file__ == str(lab / "path_presets_mod.py")
+        code, out, _ = run(capsys, "--import", "../lab/path_presets_mod.py", "presets", "my_*")  # again: the same module
+        assert code == 0 and "my_path_gan" in out
+        code, _, _ = run(capsys, "--import", "../lab/pkg_presets_mod", "presets")  # a package folder
+        assert code == 0 and sys.modules["pkg_presets_mod"].VALUE == 7
+    finally:
+        _PRESETS.pop("my_path_gan", None)
+        for name in ("path_presets_mod", "pkg_presets_mod", "pkg_presets_mod.inner"):
+            sys.modules.pop(name, None)
+    assert str(lab) not in sys.path
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "needle"),
+    [
+        ("missing.py", None, "does not exist; give the path of a .py file"),
+        ("my-presets.py", "", "is not a valid module name; rename the file"),
+        ("json.py", "", "a module named 'json' is already loaded"),
+        ("broken_imports_mod.py", "import no_such_module_xyz\n", "No module named 'no_such_module_xyz'"),
+    ],
+)
+def test_import_path_errors_are_one_line(tmp_path, capsys, name, body, needle):
+    import json as _json  # noqa: F401 -- loaded, so a json.py of the user's cannot shadow it
+
+    if body is not None:
+        (tmp_path / name).write_text(body)
+    code, _, err = run(capsys, "--import", str(tmp_path / name), "presets")
+    assert code == 2 and needle in one_line_error(err)
+    assert "broken_imports_mod" not in sys.modules
+
+
 def test_resume_keeps_the_checkpoint_settings(trained, tmp_path, capsys):
     import shutil
 

@@ -92,11 +92,33 @@ def test_bad_options_are_one_line_errors(quality, tmp_path):
         (["--quick", "--presets", "nope"], "unknown presets"),
         (["--quick", "--presets", "dcgan_task1", "--eval-every-images", "100"], "multiple of 64"),
         (["--quick", "--seeds", "a,b"], "comma-separated integers"),
+        (["--quick", "--import", "benchmarks/no_such_file.py"], "does not exist; give the path of a .py file"),
     ]
     for argv, match in cases:
         with pytest.raises(ConfigError, match=match) as info:
             quality.main([*argv, "--out", str(tmp_path)])
         assert "\n" not in str(info.value)
+
+
+def test_import_takes_a_benchmark_module_by_path(quality, tmp_path):
+    """--import benchmarks/wgan_gp_nonorm.py registers its preset (no PYTHONPATH needed)."""
+    import sys
+
+    from gankit.presets import get_preset, wgan_gp_task2
+    from gankit.presets._registry import _PRESETS
+
+    try:
+        with pytest.raises(ConfigError, match="unknown presets \\['nope'\\]; registered: .*wgan_gp_task2_nonorm"):
+            quality.main(["--quick", "--import", str(ROOT / "benchmarks" / "wgan_gp_nonorm.py"),
+                          "--presets", "wgan_gp_task2_nonorm,nope", "--out", str(tmp_path)])
+        variant, base = get_preset("wgan_gp_task2_nonorm", image_size=32, base_channels=8), wgan_gp_task2(
+            image_size=32, base_channels=8)
+        norms = [type(m).__name__ for m in variant.discriminator.modules() if "Norm" in type(m).__name__]
+        assert norms == [] and any("Norm" in type(m).__name__ for m in base.discriminator.modules())
+        assert (variant.n_critic, variant.gp_weight, variant.g_optimizer) == (5, 10.0, "adam_wgan_gp")
+    finally:
+        _PRESETS.pop("wgan_gp_task2_nonorm", None)
+        sys.modules.pop("wgan_gp_nonorm", None)
 
 
 def test_write_meta_gives_each_preset_the_provenance_of_its_own_runs(quality, tmp_path):

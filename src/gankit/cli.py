@@ -4,7 +4,8 @@ Every error a user can cause is printed as one line on stderr with a non-zero ex
 status; tracebacks are kept for bugs. SIGINT (Ctrl-C), SIGTERM and SIGHUP end the command
 with one line and the status ``128 + signal number``, from the first moment (the command
 installs its handlers before importing torch). Only ``--import`` loads code from the
-current folder, and only the module it names: the folder is not put on the import path.
+current folder (or the ``.py`` file it names), and only the module it names: no folder is
+put on the import path.
 """
 
 from __future__ import annotations
@@ -75,51 +76,15 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_from_current_folder(top: str) -> None:
-    """Load ``./top.py`` or the package ``./top/`` as module ``top``, if there is one.
-
-    The folder is *not* put on ``sys.path``: nothing else in it can be imported by accident
-    (a ``matplotlib.py`` lying beside the user's presets stays inert).
-    """
-    import importlib.util
-
-    folder = Path.cwd()
-    package, module = folder / top / "__init__.py", folder / f"{top}.py"
-    if package.is_file():
-        spec = importlib.util.spec_from_file_location(top, package, submodule_search_locations=[str(package.parent)])
-    elif module.is_file():
-        spec = importlib.util.spec_from_file_location(top, module)
-    else:
-        return  # an installed module: imported the ordinary way
-    loaded = importlib.util.module_from_spec(spec)
-    sys.modules[top] = loaded
-    try:
-        spec.loader.exec_module(loaded)
-    except BaseException:
-        sys.modules.pop(top, None)
-        raise
-
-
 def _import_user_modules(names: Sequence[str] | None) -> None:
-    """Import the modules given with --import (they may register presets).
+    """Import the modules given with --import (they may register presets): names or .py paths.
 
-    A module (or package) of that name in the current folder comes first, as a script's own
-    folder would; only it is loaded from there.
+    See :func:`gankit.presets.import_user_module`.
     """
-    import importlib
-
-    from .errors import ConfigError
+    from .presets import import_user_module
 
     for name in names or ():
-        if not name or not all(part.isidentifier() for part in name.split(".")):
-            raise ConfigError(f"--import {name!r} is not a module name; give e.g. --import mypresets.")
-        top = name.partition(".")[0]
-        try:
-            if top not in sys.modules:
-                _load_from_current_folder(top)
-            importlib.import_module(name)
-        except ImportError as err:
-            raise ConfigError(f"--import {name}: {err}; give an importable module name.") from None
+        import_user_module(name)
 
 
 def _csv(text: str) -> list[str]:
@@ -739,7 +704,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="imports",
         action="append",
         metavar="MODULE",
-        help="import a module first (e.g. one that registers your own presets); repeatable",
+        help="import a module first (e.g. one that registers your own presets): a module name or the "
+             "path of a .py file; repeatable",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -7,6 +7,7 @@ Example:
     >>> recipe = get_preset("dcgan_task1", batch_size=128)
 """
 
+from ._loading import import_user_module
 from ._registry import (
     META_KEYS,
     Recipe,
@@ -46,6 +47,7 @@ __all__ = [
     "make_settings",
     "preset_description",
     "register_preset",
+    "import_user_module",
     "dcgan_task1",
     "wgan_task2",
     "report_wgan_generator",

@@ -223,6 +223,7 @@ def test_import_takes_the_path_of_a_py_file(tmp_path, capsys, monkeypatch):
         ("missing.py", None, "does not exist; give the path of a .py file"),
         ("my-presets.py", "", "is not a valid module name; rename the file"),
         ("json.py", "", "a module named 'json' is already loaded"),
+        ("tabnanny.py", "", "which it would hide; rename the file"),  # importable, not loaded
         ("broken_imports_mod.py", "import no_such_module_xyz\n", "No module named 'no_such_module_xyz'"),
     ],
 )
@@ -234,6 +235,7 @@ def test_import_path_errors_are_one_line(tmp_path, capsys, name, body, needle):
     code, _, err = run(capsys, "--import", str(tmp_path / name), "presets")
     assert code == 2 and needle in one_line_error(err)
     assert "broken_imports_mod" not in sys.modules
+    assert getattr(sys.modules.get("tabnanny"), "__file__", "").find(str(tmp_path)) == -1
 
 
 def test_resume_keeps_the_checkpoint_settings(trained, tmp_path, capsys):

@@ -18,7 +18,9 @@ def import_user_module(spec: str) -> ModuleType:
 
     * A path (it ends in ``.py`` or contains a ``/``): that file, or the package whose folder
       it names, is loaded as the module named by its stem (``benchmarks/wgan_gp_b05.py`` ->
-      ``wgan_gp_b05``). Its folder is *not* put on ``sys.path``.
+      ``wgan_gp_b05``). Its folder is *not* put on ``sys.path``. A stem that another module
+      already has (loaded, or importable: a ``csv.py`` would hide the standard library's) is
+      refused.
     * A dotted name: a module or package of that name in the current folder comes first, as a
       script's own folder would (only it is loaded from there, the folder is not put on
       ``sys.path`` either), else the installed module of that name.
@@ -35,8 +37,8 @@ def import_user_module(spec: str) -> ModuleType:
 
     Raises:
         ConfigError: (one line, with the fix) when the name is not a module name, the file
-            does not exist, its stem is not a valid module name or is taken by another loaded
-            module, or the import fails with an :class:`ImportError`.
+            does not exist, its stem is not a valid module name or is another module's, or
+            the import fails with an :class:`ImportError`.
 
     Example:
         >>> from gankit.presets import import_user_module
@@ -82,6 +84,13 @@ def _import_path(spec: str) -> ModuleType:
             return loaded  # the same file, imported twice
         raise ConfigError(f"--import {spec}: a module named {name!r} is already loaded "
                           f"(from {getattr(loaded, '__file__', None) or 'built-in'}); rename the file.")
+    try:
+        found = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        found = None
+    if found is not None and (found.origin is None or Path(found.origin).resolve() != target):
+        raise ConfigError(f"--import {spec}: its name {name!r} is the module at {found.origin or 'built-in'}, "
+                          "which it would hide; rename the file.")
     try:
         return _load_file(name, target, spec)
     except ImportError as err:

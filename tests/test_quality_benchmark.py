@@ -323,12 +323,12 @@ def _swd_fid(evaluation: dict) -> str:
 
 
 def test_docs_wgan_gp_longer_run_and_ema_are_the_committed_runs():
-    """docs/beyond.rst's five-times-longer wgan_gp_task2 run and its EMA and betas (0.5, 0.9) variants
-    are the committed JSONs, and the long run trains as the benchmark does: at 163,840 images it is
+    """docs/beyond.rst's five-times-longer wgan_gp_task2 run and its EMA, betas (0.5, 0.9) and
+    no-normalisation variants are the committed JSONs, and the long run trains as the benchmark does: at 163,840 images it is
     the table's seed 0."""
     page = (ROOT / "docs" / "beyond.rst").read_text(encoding="utf-8")
     table = json.loads((ROOT / "benchmarks" / "results-quality-beyond-cpu.json").read_text())
-    long, ema, b05 = (_only_run(f"results-wgan-gp-{v}-s0.json") for v in ("5x", "ema", "b05"))
+    long, ema, b05, nonorm = (_only_run(f"results-wgan-gp-{v}-s0.json") for v in ("5x", "ema", "b05", "nonorm"))
     seed0 = {r["preset"]: r for r in table["runs"] if r["seed"] == 0}
     base = seed0["wgan_gp_task2"]
     n_critic = long["recipe"]["n_critic"]
@@ -347,3 +347,8 @@ def test_docs_wgan_gp_longer_run_and_ema_are_the_committed_runs():
     assert b05["overrides"]["g_optimizer"] == b05["overrides"]["d_optimizer"] == "adam_wgan_gp_b05"
     assert b05["images_seen"][-1] == 163_840
     assert f"gave {_swd_fid(b05['evals'][-1])}" in page
+    assert nonorm["preset"] == "wgan_gp_task2_nonorm" and nonorm["images_seen"][-1] == 163_840
+    assert f"gave {_swd_fid(nonorm['evals'][-1])}, behind" in page
+    assert nonorm["images_seen"] == base["images_seen"]
+    behind = [a["swd"] > b["swd"] for i, a, b in zip(base["images_seen"], nonorm["evals"], base["evals"]) if i >= 40_960]
+    assert len(behind) == 7 and all(behind)  # "behind ... on SWD at every evaluation from 40,960 images on"

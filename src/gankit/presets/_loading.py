@@ -89,7 +89,8 @@ def _import_path(spec: str) -> ModuleType:
     except (ImportError, ValueError):
         found = None
     if found is not None and (found.origin is None or Path(found.origin).resolve() != target):
-        raise ConfigError(f"--import {spec}: its name {name!r} is the module at {found.origin or 'built-in'}, "
+        where = found.origin or ", ".join(found.submodule_search_locations or ()) or "an unknown place"
+        raise ConfigError(f"--import {spec}: its name {name!r} is the module at {where}, "
                           "which it would hide; rename the file.")
     try:
         return _load_file(name, target, spec)

@@ -101,24 +101,29 @@ def test_bad_options_are_one_line_errors(quality, tmp_path):
 
 
 def test_import_takes_a_benchmark_module_by_path(quality, tmp_path):
-    """--import benchmarks/wgan_gp_nonorm.py registers its preset (no PYTHONPATH needed)."""
+    """--import benchmarks/wgan_gp_critics.py registers its presets (no PYTHONPATH needed)."""
     import sys
 
     from gankit.presets import get_preset, wgan_gp_task2
     from gankit.presets._registry import _PRESETS
 
+    def layers(recipe, word):
+        return [type(m).__name__ for m in recipe.discriminator.modules() if word in type(m).__name__]
+
     try:
         with pytest.raises(ConfigError, match="unknown presets \\['nope'\\]; registered: .*wgan_gp_task2_nonorm"):
-            quality.main(["--quick", "--import", str(ROOT / "benchmarks" / "wgan_gp_nonorm.py"),
+            quality.main(["--quick", "--import", str(ROOT / "benchmarks" / "wgan_gp_critics.py"),
                           "--presets", "wgan_gp_task2_nonorm,nope", "--out", str(tmp_path)])
-        variant, base = get_preset("wgan_gp_task2_nonorm", image_size=32, base_channels=8), wgan_gp_task2(
-            image_size=32, base_channels=8)
-        norms = [type(m).__name__ for m in variant.discriminator.modules() if "Norm" in type(m).__name__]
-        assert norms == [] and any("Norm" in type(m).__name__ for m in base.discriminator.modules())
-        assert (variant.n_critic, variant.gp_weight, variant.g_optimizer) == (5, 10.0, "adam_wgan_gp")
+        base = wgan_gp_task2(image_size=32, base_channels=8)
+        nonorm, nodrop = (get_preset(f"wgan_gp_task2_{v}", image_size=32, base_channels=8) for v in ("nonorm", "nodropout"))
+        assert layers(nonorm, "Norm") == [] and layers(base, "Norm") == layers(nodrop, "Norm") == ["GroupNorm"] * 2
+        assert layers(nodrop, "Dropout") == [] and layers(base, "Dropout") == layers(nonorm, "Dropout") == ["Dropout2d"] * 2
+        for variant in (nonorm, nodrop):
+            assert (variant.n_critic, variant.gp_weight, variant.g_optimizer) == (5, 10.0, "adam_wgan_gp")
     finally:
-        _PRESETS.pop("wgan_gp_task2_nonorm", None)
-        sys.modules.pop("wgan_gp_nonorm", None)
+        for name in ("wgan_gp_task2_nonorm", "wgan_gp_task2_nodropout"):
+            _PRESETS.pop(name, None)
+        sys.modules.pop("wgan_gp_critics", None)
 
 
 def test_write_meta_gives_each_preset_the_provenance_of_its_own_runs(quality, tmp_path):
@@ -323,9 +328,9 @@ def _swd_fid(evaluation: dict) -> str:
 
 
 def test_docs_wgan_gp_longer_run_and_ema_are_the_committed_runs():
-    """docs/beyond.rst's five-times-longer wgan_gp_task2 run and its EMA, betas (0.5, 0.9) and
-    no-normalisation variants are the committed JSONs, and the long run trains as the benchmark does: at 163,840 images it is
-    the table's seed 0."""
+    """docs/beyond.rst's five-times-longer wgan_gp_task2 run and its EMA, betas (0.5, 0.9),
+    no-normalisation and no-dropout variants are the committed JSONs, and the long run trains
+    as the benchmark does: at 163,840 images it is the table's seed 0."""
     page = (ROOT / "docs" / "beyond.rst").read_text(encoding="utf-8")
     table = json.loads((ROOT / "benchmarks" / "results-quality-beyond-cpu.json").read_text())
     long, ema, b05, nonorm = (_only_run(f"results-wgan-gp-{v}-s0.json") for v in ("5x", "ema", "b05", "nonorm"))
@@ -352,3 +357,15 @@ def test_docs_wgan_gp_longer_run_and_ema_are_the_committed_runs():
     assert nonorm["images_seen"] == base["images_seen"]
     behind = [a["swd"] > b["swd"] for i, a, b in zip(base["images_seen"], nonorm["evals"], base["evals"]) if i >= 40_960]
     assert len(behind) == 7 and all(behind)  # "behind ... on SWD at every evaluation from 40,960 images on"
+    # the critic without dropout: both seeds, the table's images; mean and seed 0 as the page gives them
+    nodrop = json.loads((ROOT / "benchmarks" / "results-wgan-gp-nodropout.json").read_text())
+    runs = {r["seed"]: r for r in nodrop["runs"]}
+    assert set(runs) == {0, 1} and all(r["preset"] == "wgan_gp_task2_nodropout" for r in runs.values())
+    assert all(r["images_seen"] == base["images_seen"] for r in runs.values())
+    mean = {m: sum(r["evals"][-1][m] for r in runs.values()) / 2 for m in ("swd", "fid")}
+    table_mean = _summary_by_key(table)
+    assert f"gave SWD {mean['swd']:.1f} and FID {mean['fid']:.3f}" in page
+    assert f"seed 0 alone {_swd_fid(runs[0]['evals'][-1])}), against the preset's " \
+           f"{table_mean['wgan_gp_task2', 'swd']['last']:.1f} / {table_mean['wgan_gp_task2', 'fid']['last']:.3f}" in page
+    assert mean["fid"] < table_mean["wgan_gp_task2", "fid"]["last"] / 2  # "That halves FID"
+    assert mean["swd"] > table_mean["dcgan_task1", "swd"]["last"] and mean["fid"] > table_mean["dcgan_task1", "fid"]["last"]

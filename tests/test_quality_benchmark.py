@@ -369,3 +369,16 @@ def test_docs_wgan_gp_longer_run_and_ema_are_the_committed_runs():
            f"{table_mean['wgan_gp_task2', 'swd']['last']:.1f} / {table_mean['wgan_gp_task2', 'fid']['last']:.3f}" in page
     assert mean["fid"] < table_mean["wgan_gp_task2", "fid"]["last"] / 2  # "That halves FID"
     assert mean["swd"] > table_mean["dcgan_task1", "swd"]["last"] and mean["fid"] > table_mean["dcgan_task1", "fid"]["last"]
+    # ... and five times as long: the table's last column, its first evaluation the run above's seed 0
+    long_nodrop = _only_run("results-wgan-gp-nodropout-5x-s0.json")
+    assert long_nodrop["images_seen"] == long["images_seen"] and long_nodrop["seed"] == 0
+    j = long_nodrop["images_seen"].index(163_840)
+    assert long_nodrop["evals"][j] == runs[0]["evals"][-1]
+    for images, a, b in zip(long["images_seen"], long["evals"], long_nodrop["evals"]):
+        if a["step"]:
+            row = f"   * - {images:,}\n     - {a['step'] // n_critic:,}\n     - {_swd_fid(a)}\n     - {_swd_fid(b)}\n"
+            assert row in page, row
+    end, dcgan_end = long_nodrop["evals"][-1], seed0["dcgan_task1"]["evals"][-1]
+    assert f"FID\n{end['fid']:.3f}, ahead of ``dcgan_task1``'s seed 0 at the same updates ({dcgan_end['fid']:.3f})" in page
+    assert f"but SWD {end['swd']:.1f}, behind both ({dcgan_end['swd']:.1f} and {long['evals'][-1]['swd']:.1f})" in page
+    assert end["fid"] < dcgan_end["fid"] and end["swd"] > dcgan_end["swd"] > long["evals"][-1]["swd"]

@@ -174,13 +174,13 @@ def test_import_registers_a_user_preset(tmp_path, capsys, monkeypatch):
         "    return dcgan_task1(**{'image_size': 32, 'base_channels': 4, 'z_dim': 8, **o})\n"
     )
     monkeypatch.chdir(tmp_path)
-    from gankit.presets._registry import _PRESETS
+    from gankit.presets import unregister_preset
 
     try:
         code, out, _ = run(capsys, "--import", "my_presets_mod", "presets", "my_*")
         assert code == 0 and "my_tiny_gan  a user preset" in out
     finally:
-        _PRESETS.pop("my_tiny_gan", None)
+        unregister_preset("my_tiny_gan", missing_ok=True)
         sys.modules.pop("my_presets_mod", None)
     code, _, err = run(capsys, "--import", "no_such_module_xyz", "presets")
     assert code == 2 and "no_such_module_xyz" in one_line_error(err)
@@ -200,7 +200,7 @@ def test_import_takes_the_path_of_a_py_file(tmp_path, capsys, monkeypatch):
     (lab / "pkg_presets_mod" / "inner.py").write_text("VALUE = 7\n")
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")  # not the file's folder: the path alone finds it
-    from gankit.presets._registry import _PRESETS
+    from gankit.presets import unregister_preset
 
     try:
         code, out, _ = run(capsys, "--import", "../lab/path_presets_mod.py", "presets", "my_*")
@@ -211,7 +211,7 @@ def test_import_takes_the_path_of_a_py_file(tmp_path, capsys, monkeypatch):
         code, _, _ = run(capsys, "--import", "../lab/pkg_presets_mod", "presets")  # a package folder
         assert code == 0 and sys.modules["pkg_presets_mod"].VALUE == 7
     finally:
-        _PRESETS.pop("my_path_gan", None)
+        unregister_preset("my_path_gan", missing_ok=True)
         for name in ("path_presets_mod", "pkg_presets_mod", "pkg_presets_mod.inner"):
             sys.modules.pop(name, None)
     assert str(lab) not in sys.path

@@ -104,8 +104,7 @@ def test_import_takes_a_benchmark_module_by_path(quality, tmp_path):
     """--import benchmarks/wgan_gp_critics.py registers its presets (no PYTHONPATH needed)."""
     import sys
 
-    from gankit.presets import get_preset, wgan_gp_task2
-    from gankit.presets._registry import _PRESETS
+    from gankit.presets import get_preset, unregister_preset, wgan_gp_task2
 
     def layers(recipe, word):
         return [type(m).__name__ for m in recipe.discriminator.modules() if word in type(m).__name__]
@@ -122,7 +121,7 @@ def test_import_takes_a_benchmark_module_by_path(quality, tmp_path):
             assert (variant.n_critic, variant.gp_weight, variant.g_optimizer) == (5, 10.0, "adam_wgan_gp")
     finally:
         for name in ("wgan_gp_task2_nonorm", "wgan_gp_task2_nodropout"):
-            _PRESETS.pop(name, None)
+            unregister_preset(name, missing_ok=True)
         sys.modules.pop("wgan_gp_critics", None)
 
 

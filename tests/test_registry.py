@@ -13,9 +13,9 @@ from gankit.presets import (
     list_presets,
     preset_description,
     register_preset,
+    unregister_preset,
     wgan_task2,
 )
-from gankit.presets._registry import _PRESETS
 
 
 def test_list_and_wildcards():
@@ -90,10 +90,17 @@ def test_duplicate_registration_raises_and_custom_preset_works():
         assert "_test_tiny" in list_presets("_test*")
         assert get_preset("_test_tiny", z_dim=8).z_dim == 8
         assert preset_description("_test_tiny") == "tiny test preset"
-        with pytest.raises(ConfigError, match="already registered"):
+        with pytest.raises(ConfigError, match=r"already registered; .*unregister_preset\('_test_tiny'\) first"):
             register_preset(name="_test_tiny")(tiny)
     finally:
-        _PRESETS.pop("_test_tiny", None)
+        assert unregister_preset("_test_tiny") is tiny
+    assert "_test_tiny" not in list_presets()
+    register_preset(name="_test_tiny")(tiny)  # the name is free again
+    assert unregister_preset("_test_tiny") is tiny
+    with pytest.raises(ConfigError, match="unknown preset '_test_tiny'") as info:
+        unregister_preset("_test_tiny")
+    assert "\n" not in str(info.value)
+    assert unregister_preset("_test_tiny", missing_ok=True) is None
 
 
 @pytest.mark.parametrize(

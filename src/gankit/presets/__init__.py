@@ -22,6 +22,7 @@ from ._registry import (
     rebuild_recipe,
     recipe_from_name,
     register_preset,
+    unregister_preset,
 )
 from .report import TASK2_STAGES, dcgan_task1, finish_recipe, report_wgan_generator, wgan_task2
 from .resnet import sngan_projection32, sngan_resnet32, sngan_resnet64
@@ -47,6 +48,7 @@ __all__ = [
     "make_settings",
     "preset_description",
     "register_preset",
+    "unregister_preset",
     "import_user_module",
     "dcgan_task1",
     "wgan_task2",

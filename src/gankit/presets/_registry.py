@@ -504,12 +504,46 @@ def register_preset(fn=None, *, name=None, description=None):
     def deco(builder: Builder) -> Builder:
         key = name or builder.__name__
         if key in _PRESETS:
-            raise ConfigError(f"a preset named {key!r} is already registered; choose another name.")
+            raise ConfigError(f"a preset named {key!r} is already registered; choose another name "
+                              f"(or unregister_preset({key!r}) first to replace it).")
         doc = (builder.__doc__ or "").strip().splitlines()
         _PRESETS[key] = _Entry(key, builder, description or (doc[0] if doc else ""))
         return builder
 
     return deco if fn is None else deco(fn)
+
+
+def unregister_preset(name: str, *, missing_ok: bool = False) -> Builder | None:
+    """Remove a registered preset, so that its name can be registered again.
+
+    For a notebook cell that redefines a preset, or a test that registers one for a while;
+    checkpoints that name the preset cannot be resumed until it is registered again.
+
+    Args:
+        name: the registered name.
+        missing_ok: return ``None`` when no preset of that name is registered, instead of
+            raising (as :meth:`pathlib.Path.unlink` does; for clean-up code).
+
+    Returns:
+        The builder that was registered under ``name`` (``None`` if there was none and
+        ``missing_ok``).
+
+    Raises:
+        ConfigError: if no preset of that name is registered and not ``missing_ok``.
+
+    Example:
+        >>> @register_preset(name="my_gan_unregister_example")
+        ... def my_gan(**overrides):
+        ...     '''My GAN.'''
+        ...     return dcgan_task1(**overrides)
+        >>> unregister_preset("my_gan_unregister_example") is my_gan
+        True
+        >>> "my_gan_unregister_example" in list_presets()
+        False
+    """
+    if missing_ok and name not in _PRESETS:
+        return None
+    return _PRESETS.pop(_lookup(name).name).builder
 
 
 def _lookup(name: str) -> _Entry:
